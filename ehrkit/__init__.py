@@ -1,0 +1,3 @@
+"""ehrkit: command-line toolkit for foundation models on electronic health records."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,113 @@
+"""The `ehrkit` command: every command group is registered here, in one visible place.
+
+`main()` is the one boundary where library errors become messages and exit codes
+(DESIGN.md section 5): 0 success (also when a pipe reader closes early), 1 data or runtime
+error, 2 usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from ehrkit import __version__
+from ehrkit.cli import notes, synth
+
+app = typer.Typer(
+    name="ehrkit",
+    help="Foundation models on electronic health records, as Unix-style commands.\n\n"
+    "Commands read and write records (JSONL or Parquet) on stdin/stdout or files, so they "
+    "pipe together. Run 'ehrkit COMMAND --help' for details and examples.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # tracebacks with locals would print patient data
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(synth.app, name="synth")
+app.add_typer(notes.app, name="notes")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"ehrkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+) -> None:
+    """Foundation models on electronic health records, as Unix-style commands."""
+
+
+def _silence_stdout() -> None:
+    """After a reader closed the pipe, point stdout at /dev/null so the final flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return the exit code instead of exiting (used by main and tests)."""
+    import click
+
+    from ehrkit import log
+    from ehrkit.errors import EXIT_DATA, EXIT_INTERRUPTED, EXIT_USAGE, EhrkitError
+
+    debug = os.environ.get("EHRKIT_DEBUG") == "1"
+    try:
+        command = typer.main.get_command(app)
+        result = command.main(args=argv, prog_name="ehrkit", standalone_mode=False)
+        sys.stdout.flush()
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.UsageError as exc:
+        exc.show(file=sys.stderr)
+        return EXIT_USAGE
+    except (click.Abort, KeyboardInterrupt):
+        log.error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+    except EhrkitError as exc:
+        if debug:
+            raise
+        log.error(exc.message)
+        if exc.hint:
+            log.info(f"hint: {exc.hint}")
+        return exc.exit_code
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            _silence_stdout()
+            return 0
+        if debug:
+            raise
+        # strerror and the file name are safe; the rest of an OSError may carry data
+        where = f"{exc.filename}: " if exc.filename else ""
+        log.error(f"{where}{exc.strerror or type(exc).__name__}")
+        return EXIT_DATA
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if debug:
+            raise
+        # Only the type and the place: third-party messages can quote record content.
+        frame = exc.__traceback__
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        place = f" at {os.path.basename(frame.tb_frame.f_code.co_filename)}:{frame.tb_lineno}" \
+            if frame is not None else ""
+        log.error(f"internal error ({type(exc).__name__}{place})")
+        log.info("hint: rerun with EHRKIT_DEBUG=1 for the full traceback, and report it")
+        return EXIT_DATA
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,51 @@
+"""Options shared by record commands, so every command spells them the same way."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, List, Optional
+
+import typer
+
+
+class Format(str, Enum):
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+Inputs = Annotated[
+    Optional[List[str]],
+    typer.Argument(help="Input files or Parquet directories; '-' (the default) is stdin.",
+                   show_default=False, metavar="[INPUT]..."),
+]
+Output = Annotated[
+    str, typer.Option("-o", "--output", help="Output file; '-' is stdout.", metavar="PATH"),
+]
+FromFormat = Annotated[
+    Optional[Format],
+    typer.Option("--from", help="Input format (default: from the extension, sniffed on stdin).",
+                 show_default=False),
+]
+ToFormat = Annotated[
+    Optional[Format],
+    typer.Option("--to", help="Output format (default: from the extension; JSONL on stdout).",
+                 show_default=False),
+]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Only errors on stderr.")]
+Verbose = Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail on stderr.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same output.")]
+
+
+def setup(quiet: bool, verbose: int) -> None:
+    """Apply -q/-v; every command body calls this first."""
+    from ehrkit import log
+
+    log.configure(quiet=quiet, verbose=verbose)
+
+
+def inputs(paths: Optional[List[str]]) -> list[str]:
+    return list(paths) if paths else ["-"]
+
+
+def fmt(value: Optional[Format]) -> Optional[str]:
+    return value.value if value is not None else None

@@ -1,0 +1,430 @@
+"""The record contract: read and write JSONL and Parquet, files or stdin/stdout, in Arrow batches.
+
+Reading yields `pyarrow.RecordBatch`es whose memory is bounded by the block size, whatever the
+input size. Fields a command declares get the declared type; every other field passes through.
+Writing is atomic for files (temporary file, then rename) and streams to stdout.
+
+Errors never quote record content: they name the file, the line (JSONL) or row group, and the
+field, because records hold patient data.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Iterable, Iterator, Mapping, Sequence
+
+import pyarrow as pa
+
+from ehrkit.errors import DataError, InputFormatError, MissingFieldError, UsageError
+
+FORMATS = ("jsonl", "parquet")
+STDIO = "-"
+BLOCK_BYTES = 8 << 20  # JSONL is parsed in blocks of about this many bytes
+PARQUET_BATCH_ROWS = 16_384
+_JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+
+
+# ----------------------------------------------------------------------------- formats
+
+def format_from_name(path: str, override: str | None = None) -> str | None:
+    """The format named by `override`, else by the file name; None for stdin/stdout (sniffed).
+
+    >>> format_from_name("notes.jsonl.gz"), format_from_name("x.parquet"), format_from_name("-")
+    ('jsonl', 'parquet', None)
+    """
+    if override:
+        if override not in FORMATS:
+            raise UsageError(f"unknown format '{override}'", hint="use jsonl or parquet")
+        return override
+    if path == STDIO:
+        return None
+    name = path.lower().removesuffix(".gz")
+    if name.endswith(_JSONL_SUFFIXES):
+        return "jsonl"
+    if name.endswith(".parquet") or name.endswith(".pq") or os.path.isdir(path):
+        return "parquet"
+    raise InputFormatError(
+        f"{path}: unknown file format (expected .jsonl, .ndjson, .jsonl.gz, .parquet or a "
+        "directory of .parquet files)", hint="name the format with --from/--to jsonl|parquet")
+
+
+def _sniff(head: bytes) -> str:
+    return "parquet" if head[:4] == b"PAR1" else "jsonl"
+
+
+# ----------------------------------------------------------------------------- schema
+
+@dataclass
+class Schema:
+    """Fields a command reads, with their Arrow types. Other fields pass through untouched.
+
+    `required` fields must exist; `options` maps a field to the flag that renames it, so the
+    error can say how to point the command at another field.
+    """
+
+    types: Mapping[str, pa.DataType] = field(default_factory=dict)
+    required: Sequence[str] = ()
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def check(self, source: str, names: Sequence[str]) -> None:
+        for name in self.required:
+            if name not in names:
+                raise MissingFieldError(source, name, list(names), self.options.get(name))
+
+    def apply(self, source: str, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Cast declared fields to their declared types."""
+        columns, changed = list(batch.columns), False
+        fields = list(batch.schema)
+        for i, f in enumerate(fields):
+            want = self.types.get(f.name)
+            if want is None or f.type == want:
+                continue
+            try:
+                columns[i] = columns[i].cast(want)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise DataError(f"{source}: field '{f.name}' has type {f.type}, expected {want}",
+                                hint="fix the field's values or choose another field") from None
+            fields[i], changed = pa.field(f.name, want), True
+        return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields)) if changed else batch
+
+
+# ----------------------------------------------------------------------------- reading
+
+def _open_input(path: str, override: str | None) -> tuple[str, IO[bytes], str]:
+    """Open one input; return (format, binary stream, display name)."""
+    if path == STDIO:
+        stream: IO[bytes] = sys.stdin.buffer
+        head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
+        if head[:2] == b"\x1f\x8b":
+            stream, head = gzip.GzipFile(fileobj=stream), b""
+            head = stream.peek(4)[:4]
+        return override or _sniff(head), stream, "<stdin>"
+    fmt = format_from_name(path, override)
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file or directory")
+    if fmt == "parquet":
+        return fmt, None, path  # type: ignore[return-value]
+    raw = open(path, "rb")
+    if raw.peek(2)[:2] == b"\x1f\x8b":
+        return fmt, gzip.GzipFile(fileobj=raw), path
+    return fmt, raw, path
+
+
+def read_batches(paths: Sequence[str] | str = STDIO, fmt: str | None = None,
+                 schema: Schema | None = None) -> Iterator[pa.RecordBatch]:
+    """Yield record batches from every input in turn (default: stdin)."""
+    schema = schema or Schema()
+    for path in [paths] if isinstance(paths, str) else (paths or [STDIO]):
+        kind, stream, name = _open_input(path, fmt)
+        try:
+            batches = (_jsonl_batches(stream, name) if kind == "jsonl"
+                       else _parquet_batches(path, name))
+            checked = False
+            for batch in batches:
+                if not checked:
+                    schema.check(name, batch.schema.names)
+                    checked = True
+                if batch.num_rows:
+                    yield schema.apply(name, batch)
+        finally:
+            if stream is not None and stream is not sys.stdin.buffer:
+                stream.close()
+
+
+def read_table(paths: Sequence[str] | str = STDIO, fmt: str | None = None,
+               schema: Schema | None = None) -> pa.Table:
+    """Everything at once, for commands that must see all records (say so in their help)."""
+    batches = list(read_batches(paths, fmt, schema))
+    if not batches:
+        return pa.table({})
+    return pa.Table.from_batches(batches, unify_schemas(b.schema for b in batches)) \
+        if len({b.schema for b in batches}) > 1 else pa.Table.from_batches(batches)
+
+
+def unify_schemas(schemas: Iterable[pa.Schema]) -> pa.Schema:
+    return pa.unify_schemas(list(schemas), promote_options="permissive")
+
+
+def _blocks(stream: IO[bytes], size: int) -> Iterator[tuple[int, bytes]]:
+    """Split a byte stream into blocks of whole lines; yield (first line number, block)."""
+    line = 1
+    while True:
+        block = stream.read(size)
+        if not block:
+            return
+        if not block.endswith(b"\n"):
+            block += stream.readline()
+        yield line, block
+        line += block.count(b"\n")
+
+
+def _jsonl_batches(stream: IO[bytes], name: str) -> Iterator[pa.RecordBatch]:
+    import pyarrow.json as pj
+
+    known: pa.Schema | None = None
+    for first_line, block in _blocks(stream, BLOCK_BYTES):
+        if first_line == 1 and block.lstrip()[:1] == b"[":
+            raise InputFormatError(f"{name}: line 1: input is a JSON array, not JSON Lines",
+                                   hint="convert it with: jq -c '.[]' FILE")
+        if not block.isascii():
+            _check_utf8(block, name, first_line)
+        if not block.strip():
+            continue
+        explicit = pa.schema([f for f in known if f.type != pa.null()]) if known else None
+        options = pj.ParseOptions(explicit_schema=explicit, unexpected_field_behavior="infer")
+        try:
+            table = pj.read_json(io.BytesIO(block), parse_options=options,
+                                 read_options=pj.ReadOptions(block_size=max(len(block), 1 << 20)))
+        except pa.ArrowInvalid:
+            raise _diagnose_jsonl(block, name, first_line, known) from None
+        if known is None:
+            known = table.schema
+        yield from table.to_batches()
+
+
+def _check_utf8(block: bytes, name: str, first_line: int) -> None:
+    try:
+        block.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = first_line + block.count(b"\n", 0, exc.start)
+        raise InputFormatError(f"{name}: line {line}: invalid UTF-8 byte",
+                               hint="re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+                               ) from None
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}[type(value)]
+
+
+def _arrow_kind(t: pa.DataType) -> str:
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "number"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_temporal(t):
+        return "string"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return "array"
+    return "object" if pa.types.is_struct(t) else "null"
+
+
+def _diagnose_jsonl(block: bytes, name: str, first_line: int, known: pa.Schema | None) -> DataError:
+    """Find the line that broke a block, and say what is wrong without quoting it."""
+    seen: dict[str, str] = {f.name: _arrow_kind(f.type) for f in known or []}
+    for offset, raw in enumerate(block.split(b"\n")):
+        line = first_line + offset
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            return InputFormatError(f"{name}: line {line}: malformed JSON at column {exc.colno}: "
+                                    f"{exc.msg}", hint="each line must hold one JSON object")
+        if not isinstance(record, dict):
+            return InputFormatError(f"{name}: line {line}: expected a JSON object, found "
+                                    f"{_json_kind(record)}", hint="each line must hold one JSON object")
+        for key, value in record.items():
+            kind = _json_kind(value)
+            if kind == "null":
+                continue
+            if seen.get(key, "null") not in ("null", kind):
+                return DataError(f"{name}: line {line}: field '{key}' is {kind} but earlier "
+                                 f"records have {seen[key]}",
+                                 hint="give the field one JSON type in every record")
+            seen[key] = kind
+    last = first_line + block.count(b"\n")
+    return InputFormatError(f"{name}: lines {first_line}-{last}: records could not be parsed as "
+                            "JSON Lines")
+
+
+def _parquet_files(path: str) -> list[str]:
+    if os.path.isdir(path):
+        files = sorted(str(p) for p in Path(path).rglob("*.parquet"))
+        if not files:
+            raise InputFormatError(f"{path}: directory holds no .parquet files")
+        return files
+    return [path]
+
+
+def _parquet_batches(path: str, name: str) -> Iterator[pa.RecordBatch]:
+    import pyarrow.parquet as pq
+
+    if path == STDIO:  # Parquet needs random access: spool stdin to a temporary file
+        with tempfile.TemporaryFile() as spool:
+            shutil.copyfileobj(sys.stdin.buffer, spool)
+            spool.seek(0)
+            yield from _parquet_file_batches(pq, spool, name)
+        return
+    for file in _parquet_files(path):
+        yield from _parquet_file_batches(pq, file, file)
+
+
+def _parquet_file_batches(pq, source, name: str) -> Iterator[pa.RecordBatch]:
+    try:
+        reader = pq.ParquetFile(source)
+    except (pa.ArrowInvalid, OSError):
+        raise InputFormatError(f"{name}: not a readable Parquet file",
+                               hint="name the input format with --from") from None
+    if reader.metadata.num_rows == 0:
+        yield pa.RecordBatch.from_pylist([], schema=reader.schema_arrow)
+        return
+    yield from reader.iter_batches(batch_size=PARQUET_BATCH_ROWS)
+
+
+# ----------------------------------------------------------------------------- writing
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    Works for files and directories: on any failure, Ctrl-C included, nothing is left behind.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    os.close(fd)
+    os.unlink(tmp)  # the caller creates the file or directory itself
+    try:
+        yield tmp
+        if target.is_dir() and Path(tmp).is_dir():
+            old = tmp + ".old"
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def output_format(path: str, override: str | None) -> str:
+    if override or path != STDIO:
+        return format_from_name(path, override) or "jsonl"
+    return "jsonl"
+
+
+class RecordWriter:
+    """Writes record batches to a file (atomically) or stdout, as JSONL or Parquet.
+
+    Use as a context manager: the file appears only when the block ends without an error.
+    `schema` is what an empty output is written with.
+    """
+
+    def __init__(self, path: str = STDIO, fmt: str | None = None, schema: pa.Schema | None = None):
+        self.path, self.format = path, output_format(path, fmt)
+        self.empty_schema = schema or pa.schema([])
+        self.rows = 0
+        self._atomic = None
+        self._stream: IO[bytes] | None = None
+        self._parquet = None
+        self._schema: pa.Schema | None = None
+
+    def __enter__(self) -> "RecordWriter":
+        if self.path == STDIO:
+            self._stream = sys.stdout.buffer
+        else:
+            self._atomic = atomic_path(self.path)
+            tmp = self._atomic.__enter__()
+            raw = open(tmp, "wb")
+            gz = self.format == "jsonl" and self.path.endswith(".gz")
+            self._stream = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) if gz else raw
+            self._raw = raw
+        return self
+
+    def write(self, records) -> None:
+        """Write a pyarrow RecordBatch or Table, or a polars DataFrame."""
+        table = _as_table(records)
+        if table.num_rows == 0 and self.format == "jsonl":
+            return
+        self.rows += table.num_rows
+        if self.format == "jsonl":
+            self._write_jsonl(table)
+        else:
+            self._write_parquet(table)
+
+    def _write_jsonl(self, table: pa.Table) -> None:
+        import polars as pl
+
+        buffer = io.BytesIO()
+        pl.from_arrow(table, rechunk=False).write_ndjson(buffer)
+        self._stream.write(buffer.getvalue())
+        if self.path == STDIO:
+            self._stream.flush()
+
+    def _write_parquet(self, table: pa.Table) -> None:
+        import pyarrow.parquet as pq
+
+        if self._parquet is None:
+            self._schema = pa.schema([pa.field(f.name, pa.string()) if f.type == pa.null() else f
+                                      for f in table.schema])
+            sink = pa.PythonFile(self._stream, mode="w")
+            self._parquet = pq.ParquetWriter(sink, self._schema, compression="zstd")
+        self._parquet.write_table(_conform(table, self._schema, self.path))
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                if self.format == "parquet" and self._parquet is None:
+                    self._write_parquet(self.empty_schema.empty_table())
+                if self._parquet is not None:
+                    self._parquet.close()
+            if self._stream is not None and self.path != STDIO:
+                self._stream.close()
+                if self._stream is not self._raw:
+                    self._raw.close()
+            elif self._stream is not None and exc_type is None:
+                self._stream.flush()
+        finally:
+            if self._atomic is not None:
+                self._atomic.__exit__(exc_type, exc, tb)
+
+
+def _as_table(records) -> pa.Table:
+    if isinstance(records, pa.Table):
+        return records
+    if isinstance(records, pa.RecordBatch):
+        return pa.Table.from_batches([records])
+    if hasattr(records, "to_arrow"):
+        return records.to_arrow()
+    raise TypeError(f"cannot write {type(records).__name__} as records")
+
+
+def _conform(table: pa.Table, schema: pa.Schema, path: str) -> pa.Table:
+    """Match a later batch to the Parquet file's schema: same columns, same types."""
+    if table.schema.equals(schema):
+        return table
+    extra = [n for n in table.schema.names if n not in schema.names]
+    if extra:
+        raise DataError(f"{path}: field '{extra[0]}' first appears after the first batch",
+                        hint="Parquet needs every field in the first records; write JSONL instead")
+    columns = []
+    for f in schema:
+        if f.name not in table.schema.names:
+            columns.append(pa.nulls(table.num_rows, f.type))
+            continue
+        try:
+            columns.append(table[f.name].cast(f.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise DataError(f"{path}: field '{f.name}' changes type from {f.type} to "
+                            f"{table.schema.field(f.name).type}",
+                            hint="give the field one type in every record") from None
+    return pa.Table.from_arrays(columns, schema=schema)
