@@ -86,7 +86,7 @@ class Schema:
         fields = list(batch.schema)
         for i, f in enumerate(fields):
             want = self.types.get(f.name)
-            if want is None or f.type == want:
+            if want is None or f.type == want or (_is_text(want) and _is_text(f.type)):
                 continue
             try:
                 columns[i] = columns[i].cast(want)
@@ -95,6 +95,10 @@ class Schema:
                                 hint="fix the field's values or choose another field") from None
             fields[i], changed = pa.field(f.name, want), True
         return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields)) if changed else batch
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -119,25 +123,73 @@ def _open_input(path: str, override: str | None) -> tuple[str, IO[bytes], str]:
     return fmt, raw, path
 
 
-def read_batches(paths: Sequence[str] | str = STDIO, fmt: str | None = None,
-                 schema: Schema | None = None) -> Iterator[pa.RecordBatch]:
-    """Yield record batches from every input in turn (default: stdin)."""
+@dataclass
+class JsonlBlock:
+    """Lines of a JSONL input not yet parsed: parsing can happen in a worker process."""
+
+    data: bytes
+    source: str
+    first_line: int
+    known: pa.Schema | None
+    schema: Schema
+
+    def parse(self) -> pa.RecordBatch | None:
+        table = _parse_jsonl_block(self.data, self.source, self.first_line, self.known)
+        if table is None:
+            return None
+        self.schema.check(self.source, table.schema.names)
+        return self.schema.apply(self.source, _one_batch(table))
+
+
+def read_chunks(paths: Sequence[str] | str = STDIO, fmt: str | None = None,
+                schema: Schema | None = None) -> Iterator[pa.RecordBatch | JsonlBlock]:
+    """Like read_batches, but JSONL blocks after the first come unparsed (`JsonlBlock`), so
+    parallel commands can parse them in their workers. The first block of each input is parsed
+    here: it fixes the types of pass-through fields and is checked for required fields."""
     schema = schema or Schema()
     for path in [paths] if isinstance(paths, str) else (paths or [STDIO]):
         kind, stream, name = _open_input(path, fmt)
         try:
-            batches = (_jsonl_batches(stream, name) if kind == "jsonl"
-                       else _parquet_batches(path, name))
-            checked = False
-            for batch in batches:
-                if not checked:
-                    schema.check(name, batch.schema.names)
-                    checked = True
-                if batch.num_rows:
-                    yield schema.apply(name, batch)
+            if kind == "parquet":
+                yield from _checked(_parquet_batches(path, name), name, schema)
+                continue
+            known = None
+            for first_line, data in _blocks(stream, BLOCK_BYTES):
+                block = JsonlBlock(data, name, first_line, known, schema)
+                if known is not None:
+                    yield block
+                    continue
+                batch = block.parse()
+                if batch is not None:
+                    known = batch.schema
+                    yield batch
         finally:
             if stream is not None and stream is not sys.stdin.buffer:
                 stream.close()
+
+
+def read_batches(paths: Sequence[str] | str = STDIO, fmt: str | None = None,
+                 schema: Schema | None = None) -> Iterator[pa.RecordBatch]:
+    """Yield record batches from every input in turn (default: stdin)."""
+    for chunk in read_chunks(paths, fmt, schema):
+        batch = chunk.parse() if isinstance(chunk, JsonlBlock) else chunk
+        if batch is not None and batch.num_rows:
+            yield batch
+
+
+def _checked(batches: Iterator[pa.RecordBatch], name: str, schema: Schema):
+    checked = False
+    for batch in batches:
+        if not checked:
+            schema.check(name, batch.schema.names)
+            checked = True
+        if batch.num_rows:
+            yield schema.apply(name, batch)
+
+
+def _one_batch(table: pa.Table) -> pa.RecordBatch:
+    return table.combine_chunks().to_batches()[0] if table.num_rows else \
+        pa.RecordBatch.from_pylist([], schema=table.schema)
 
 
 def read_table(paths: Sequence[str] | str = STDIO, fmt: str | None = None,
@@ -167,28 +219,49 @@ def _blocks(stream: IO[bytes], size: int) -> Iterator[tuple[int, bytes]]:
         line += block.count(b"\n")
 
 
-def _jsonl_batches(stream: IO[bytes], name: str) -> Iterator[pa.RecordBatch]:
+def _parse_jsonl_block(block: bytes, name: str, first_line: int,
+                       known: pa.Schema | None) -> pa.Table | None:
+    """Parse one block of JSONL lines; `known` fixes the types found in earlier blocks."""
     import pyarrow.json as pj
 
-    known: pa.Schema | None = None
-    for first_line, block in _blocks(stream, BLOCK_BYTES):
-        if first_line == 1 and block.lstrip()[:1] == b"[":
-            raise InputFormatError(f"{name}: line 1: input is a JSON array, not JSON Lines",
-                                   hint="convert it with: jq -c '.[]' FILE")
-        if not block.isascii():
-            _check_utf8(block, name, first_line)
-        if not block.strip():
-            continue
-        explicit = pa.schema([f for f in known if f.type != pa.null()]) if known else None
-        options = pj.ParseOptions(explicit_schema=explicit, unexpected_field_behavior="infer")
-        try:
-            table = pj.read_json(io.BytesIO(block), parse_options=options,
-                                 read_options=pj.ReadOptions(block_size=max(len(block), 1 << 20)))
-        except pa.ArrowInvalid:
-            raise _diagnose_jsonl(block, name, first_line, known) from None
-        if known is None:
-            known = table.schema
-        yield from table.to_batches()
+    if first_line == 1 and block.lstrip()[:1] == b"[":
+        raise InputFormatError(f"{name}: line 1: input is a JSON array, not JSON Lines",
+                               hint="convert it with: jq -c '.[]' FILE")
+    if not block.isascii():
+        _check_utf8(block, name, first_line)
+    if not block.strip():
+        return None
+    import polars as pl
+
+    # polars, not pyarrow.json: pyarrow turns date-like strings into timestamps, which would
+    # change pass-through fields. Types seen in earlier blocks are imposed on later ones.
+    overrides = None
+    if known is not None:
+        empty = pl.from_arrow(known.empty_table())
+        overrides = {k: v for k, v in empty.schema.items() if v != pl.Null}
+    try:
+        frame = pl.read_ndjson(io.BytesIO(block), schema_overrides=overrides,
+                               infer_schema_length=None)
+    except pl.exceptions.PolarsError:
+        raise _diagnose_jsonl(block, name, first_line, known) from None
+    if _maybe_stringified(frame):
+        conflict = _first_bad_line(block, name, first_line, known)
+        if conflict is not None:
+            raise conflict
+    return frame.to_arrow()
+
+
+# What polars makes of a number, boolean, array or object in a field that also holds strings.
+_STRINGIFIED = r"(?s)^(?:-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|true|false|\[.*\]|\{.*\})$"
+
+
+def _maybe_stringified(frame) -> bool:
+    """Whether a string field may hold values of other JSON types that polars turned into text
+    (1 becomes "1"). Cheap and vectorised; a hit is confirmed line by line."""
+    import polars as pl
+
+    hits = frame.select(pl.col(pl.String).str.contains(_STRINGIFIED).any())
+    return hits.width > 0 and any(hits.row(0))
 
 
 def _check_utf8(block: bytes, name: str, first_line: int) -> None:
@@ -225,6 +298,16 @@ def _arrow_kind(t: pa.DataType) -> str:
 
 def _diagnose_jsonl(block: bytes, name: str, first_line: int, known: pa.Schema | None) -> DataError:
     """Find the line that broke a block, and say what is wrong without quoting it."""
+    error = _first_bad_line(block, name, first_line, known)
+    if error is not None:
+        return error
+    last = first_line + block.count(b"\n")
+    return InputFormatError(f"{name}: lines {first_line}-{last}: records could not be parsed as "
+                            "JSON Lines")
+
+
+def _first_bad_line(block: bytes, name: str, first_line: int,
+                    known: pa.Schema | None) -> DataError | None:
     seen: dict[str, str] = {f.name: _arrow_kind(f.type) for f in known or []}
     for offset, raw in enumerate(block.split(b"\n")):
         line = first_line + offset
@@ -247,9 +330,7 @@ def _diagnose_jsonl(block: bytes, name: str, first_line: int, known: pa.Schema |
                                  f"records have {seen[key]}",
                                  hint="give the field one JSON type in every record")
             seen[key] = kind
-    last = first_line + block.count(b"\n")
-    return InputFormatError(f"{name}: lines {first_line}-{last}: records could not be parsed as "
-                            "JSON Lines")
+    return None
 
 
 def _parquet_files(path: str) -> list[str]:
@@ -362,11 +443,14 @@ class RecordWriter:
             self._write_parquet(table)
 
     def _write_jsonl(self, table: pa.Table) -> None:
-        import polars as pl
+        self.write_encoded(encode_jsonl(table), 0)
 
-        buffer = io.BytesIO()
-        pl.from_arrow(table, rechunk=False).write_ndjson(buffer)
-        self._stream.write(buffer.getvalue())
+    def write_encoded(self, data: bytes, rows: int) -> None:
+        """Write JSONL lines encoded elsewhere (by a worker process, with encode_jsonl)."""
+        if self.format != "jsonl":
+            raise ValueError("pre-encoded records need JSONL output")
+        self.rows += rows
+        self._stream.write(data)
         if self.path == STDIO:
             self._stream.flush()
 
@@ -376,26 +460,81 @@ class RecordWriter:
         if self._parquet is None:
             self._schema = pa.schema([pa.field(f.name, pa.string()) if f.type == pa.null() else f
                                       for f in table.schema])
-            sink = pa.PythonFile(self._stream, mode="w")
+            self._gate = _Gate(self._stream)
+            sink = pa.PythonFile(self._gate, mode="w")
             self._parquet = pq.ParquetWriter(sink, self._schema, compression="zstd")
         self._parquet.write_table(_conform(table, self._schema, self.path))
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
-                if self.format == "parquet" and self._parquet is None:
-                    self._write_parquet(self.empty_schema.empty_table())
-                if self._parquet is not None:
-                    self._parquet.close()
-            if self._stream is not None and self.path != STDIO:
-                self._stream.close()
-                if self._stream is not self._raw:
-                    self._raw.close()
-            elif self._stream is not None and exc_type is None:
-                self._stream.flush()
-        finally:
+                self._finish()
+            else:
+                self._abandon()
+        except BaseException as failure:  # a failed close must not publish the file either
             if self._atomic is not None:
-                self._atomic.__exit__(exc_type, exc, tb)
+                self._atomic.__exit__(type(failure), failure, failure.__traceback__)
+            raise
+        if self._atomic is not None:
+            self._atomic.__exit__(exc_type, exc, tb)
+
+    def _finish(self) -> None:
+        if self.format == "parquet" and self._parquet is None:
+            self._write_parquet(self.empty_schema.empty_table())
+        if self._parquet is not None:
+            self._parquet.close()
+        self._close_stream()
+
+    def _abandon(self) -> None:
+        # No Parquet footer after a failure: a truncated file must not read as complete, and
+        # the writer must not try to write it later when garbage-collected.
+        if self._parquet is not None:
+            self._gate.open = False
+            self._parquet.is_open = False
+            self._parquet = None
+        try:
+            self._close_stream()
+        except OSError:
+            pass
+
+    def _close_stream(self) -> None:
+        if self._stream is None:
+            return
+        if self.path == STDIO:
+            self._stream.flush()
+            return
+        self._stream.close()
+        if self._stream is not self._raw:
+            self._raw.close()
+
+
+class _Gate:
+    """A stream that can be shut: Arrow's Parquet writer writes its footer when it is destroyed,
+    even after a failure, which would make a truncated output on stdout look complete."""
+
+    def __init__(self, stream: IO[bytes]):
+        self.stream, self.open = stream, True
+
+    def write(self, data) -> int:
+        return self.stream.write(data) if self.open else len(data)
+
+    def flush(self) -> None:
+        if self.open:
+            self.stream.flush()
+
+    @property
+    def closed(self) -> bool:
+        return not self.open or self.stream.closed
+
+
+def encode_jsonl(records) -> bytes:
+    """Records as JSON Lines bytes."""
+    import polars as pl
+
+    frame = pl.from_arrow(_as_table(records), rechunk=False)
+    buffer = io.BytesIO()
+    frame.write_ndjson(buffer)
+    return buffer.getvalue()
 
 
 def _as_table(records) -> pa.Table:

@@ -2,6 +2,91 @@
 
 from __future__ import annotations
 
+import os
+from enum import Enum
+from typing import Annotated, Optional
+
 import typer
 
+from ehrkit.cli.options import (FromFormat, Inputs, Output, Quiet, ToFormat, Verbose, fmt,
+                                inputs, setup)
+
 app = typer.Typer(help="Clean and sentence-segment clinical notes.", no_args_is_help=True)
+
+
+class ProfileName(str, Enum):
+    default = "default"
+    clinicalbert = "clinicalbert"
+    clinicalbert_pretrain = "clinicalbert-pretrain"
+
+
+class DeidMode(str, Enum):
+    placeholder = "placeholder"
+    strip = "strip"
+    keep = "keep"
+
+
+class Segmenter(str, Enum):
+    fast = "fast"
+    spacy = "spacy"
+
+
+@app.command("clean")
+def clean(
+    paths: Inputs = None,
+    output: Output = "-",
+    from_: FromFormat = None,
+    to: ToFormat = None,
+    profile: Annotated[ProfileName, typer.Option(
+        "--profile", help="Cleaning rules: default, or ClinicalBERT's exact fine-tuning "
+        "(clinicalbert) or pretraining (clinicalbert-pretrain) cleaning.")] = ProfileName.default,
+    deid: Annotated[DeidMode, typer.Option(
+        "--deid", help="De-identification brackets [** ... **]: typed placeholder such as "
+        "[date], strip, or keep (default profile).")] = DeidMode.placeholder,
+    no_segment: Annotated[bool, typer.Option(
+        "--no-segment", help="Only clean; do not add the sentences field.")] = False,
+    explode: Annotated[bool, typer.Option(
+        "--explode", help="One record per sentence (text = the sentence, plus sentence_index).")] = False,
+    segmenter: Annotated[Segmenter, typer.Option(
+        "--segmenter", help="fast (vectorised) or spacy (spaCy blank English + sentencizer, "
+        "the reference; much slower).")] = Segmenter.fast,
+    min_chars: Annotated[int, typer.Option(
+        "--min-chars", min=0, help="Fuse segments shorter than this many characters into the "
+        "previous one (ClinicalBERT: 20).")] = 20,
+    min_words: Annotated[int, typer.Option(
+        "--min-words", min=0, help="Also fuse segments with fewer words than this (0: off).")] = 0,
+    text_field: Annotated[str, typer.Option("--text-field", help="Field holding the note text.")] = "text",
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", min=1, help="Worker processes (default: all cores).", show_default=False)] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = 0,
+) -> None:
+    """Clean notes and split them into sentences.
+
+    Reads note records (any fields; the text in --text-field) and writes them back with the
+    text cleaned and a `sentences` list, all other fields unchanged. Streams: memory is
+    bounded by the batch size; output order equals input order.
+
+    Examples:
+
+      ehrkit synth notes -n 1000 | ehrkit notes clean > clean.jsonl
+
+      ehrkit notes clean notes.parquet --profile clinicalbert --no-segment -o cb.parquet
+
+      ehrkit notes clean notes.jsonl --explode --to parquet -o sentences.parquet
+    """
+    setup(quiet, verbose)
+    if workers != 1:
+        # Chunks are spread over worker threads, one per core; polars' own thread pool would
+        # oversubscribe the cores. Must be set before polars is imported.
+        os.environ.setdefault("POLARS_MAX_THREADS", "1")
+    from ehrkit.notes.commands import run_clean
+    from ehrkit.notes.pipeline import NotesConfig
+    from ehrkit.notes.clean import CleanConfig, Deid, Profile
+    from ehrkit.notes.segment import SegmentConfig
+
+    seg = None if no_segment else SegmentConfig(
+        clinical=profile is ProfileName.default, min_chars=min_chars, min_words=min_words)
+    config = NotesConfig(clean=CleanConfig(Profile(profile.value), Deid(deid.value)), segment=seg,
+                         segmenter=segmenter.value, explode=explode, text_field=text_field)
+    run_clean(inputs(paths), output, fmt(from_), fmt(to), config, workers)

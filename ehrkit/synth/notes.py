@@ -125,8 +125,8 @@ def discharge_summary(rng: random.Random, adm: dict, risk: float, sex: str, age:
               f"{pronoun} received IV fluids and was started on appropriate therapy.",
               f"Creatinine peaked at {rng.uniform(1.0, 3.5):.1f} and improved to "
               f"{rng.uniform(0.7, 1.4):.1f} with hydration."]
-    course += _sentences(rng, _RISK_PHRASES, 0.15 + 0.55 * risk, 4)
-    course += _sentences(rng, _SAFE_PHRASES, 0.65 - 0.5 * risk, 4)
+    course += _sentences(rng, _RISK_PHRASES, 0.02 + 0.6 * risk, 6)
+    course += _sentences(rng, _SAFE_PHRASES, 0.6 - 0.55 * risk, 6)
     rng.shuffle(course)
     parts = [
         f"Admission Date:  {_deid(rng, 'date')}              Discharge Date:   {_deid(rng, 'date')}",
@@ -202,27 +202,44 @@ def _patient(seed: int, index: int) -> tuple[list[dict], list[dict]]:
     subject_id = 10_000 + index
     sex, age = rng.choice("MF"), rng.randint(20, 89)
     time = datetime(2100, 1, 1) + timedelta(days=rng.uniform(0, 36_000))
-    frailty = rng.gauss(0, 1)
+    frailty = rng.gauss(-0.5, 1.5)
+    gap_days, pending_elective = 0.0, False
     admissions, notes = [], []
-    n_adm = 1 if rng.random() < 0.05 else rng.choice([1, 1, 2, 2, 3, 4])
-    newborn = n_adm == 1 and rng.random() < 0.08
-    for k in range(n_adm):
-        risk = 1 / (1 + math.exp(-(frailty + rng.gauss(0, 0.7))))
-        kind = "NEWBORN" if newborn else ("ELECTIVE" if k and rng.random() < 0.2 else
-                                          rng.choice(["EMERGENCY"] * 6 + ["URGENT"]))
+    newborn = rng.random() < 0.04
+    # Admissions are generated in order; after each, the latent risk decides whether a
+    # non-elective readmission follows within 30 days (the label, ClinicalBERT's way).
+    # Otherwise the patient may come back later, electively within 30 days (which must not
+    # count), or not at all.
+    k, more = 0, True
+    while more and k < 8:
+        risk = 1 / (1 + math.exp(-(frailty + rng.gauss(0, 0.4))))
+        if newborn:
+            kind = "NEWBORN"
+        elif k and pending_elective:
+            kind = "ELECTIVE"
+        else:
+            kind = rng.choice(["EMERGENCY"] * 6 + ["URGENT"])
         stay = timedelta(hours=rng.uniform(30, 24 * 14))
         adm = {"subject_id": subject_id, "hadm_id": 100_000 + index * 10 + k,
                "admittime": time, "dischtime": time + stay, "deathtime": None,
                "admission_type": kind, "problem": rng.randrange(len(_PROBLEMS))}
-        last = k == n_adm - 1
-        if last and not newborn and rng.random() < 0.06:
-            adm["deathtime"] = adm["dischtime"]
         admissions.append(adm)
+        if not newborn and rng.random() < 0.04:
+            adm["deathtime"] = adm["dischtime"]
         notes += _notes(rng, adm, risk, sex, age)
-        # Gap to the next admission: high risk -> often within 30 days, non-elective.
-        soon = rng.random() < 0.1 + 0.75 * risk
-        gap_days = rng.uniform(1, 29) if soon else rng.uniform(31, 700)
-        time = adm["dischtime"] + timedelta(days=gap_days)
+        if newborn or adm["deathtime"]:
+            break
+        pending_elective = False
+        if rng.random() < 0.03 + 0.9 * risk ** 2:
+            gap_days = rng.uniform(1, 29)
+        elif rng.random() < 0.15:
+            gap_days, pending_elective = rng.uniform(2, 28), True
+        elif rng.random() < 0.45:
+            gap_days = rng.uniform(31, 700)
+        else:
+            more = False
+        time = adm["dischtime"] + timedelta(days=gap_days) if more else time
+        k += 1
     rows = [{"subject_id": a["subject_id"], "hadm_id": a["hadm_id"],
              "admittime": a["admittime"].strftime(_FMT), "dischtime": a["dischtime"].strftime(_FMT),
              "deathtime": a["deathtime"].strftime(_FMT) if a["deathtime"] else None,

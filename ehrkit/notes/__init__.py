@@ -1,0 +1,1 @@
+"""Clinical notes: cleaning profiles, sentence segmentation, and the `notes clean` pipeline."""

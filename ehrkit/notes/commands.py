@@ -1,0 +1,49 @@
+"""Entry points behind `ehrkit notes ...`: read, process, write, summarise."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from ehrkit import log
+from ehrkit.io import RecordWriter, Schema, read_chunks
+from ehrkit.notes.pipeline import NotesConfig, Stats, clean_chunks, default_workers
+
+
+def note_schema(config: NotesConfig) -> Schema:
+    tf = config.text_field
+    return Schema(types={tf: pa.large_string()}, required=[tf], options={tf: "--text-field"})
+
+
+def output_schema(config: NotesConfig) -> pa.Schema:
+    """What an empty output is written with."""
+    fields = [pa.field(config.text_field, pa.large_string())]
+    if config.segment is not None and config.explode:
+        fields.append(pa.field("sentence_index", pa.int32()))
+    elif config.segment is not None:
+        fields.append(pa.field(config.sentences_field, pa.large_list(pa.large_string())))
+    return pa.schema(fields)
+
+
+def run_clean(paths: list[str], output: str, fmt_in: str | None, fmt_out: str | None,
+              config: NotesConfig, workers: int | None) -> Stats:
+    timer, stats = log.Timer(), Stats()
+    workers = workers or default_workers()
+    chunks = read_chunks(paths, fmt_in, note_schema(config))
+    with RecordWriter(output, fmt_out, output_schema(config)) as out, \
+            log.progress("notes clean", unit="notes") as bar:
+        encode = out.format == "jsonl"
+        for done in clean_chunks(chunks, config, workers, encode):
+            if encode:
+                out.write_encoded(done.payload, done.stats.notes)
+            else:
+                out.write(done.payload)
+            stats.add(done.stats)
+            bar.update(done.stats.notes)
+    seconds = max(timer.seconds, 1e-9)
+    segmented = f", {stats.sentences} sentences" if config.segment is not None else ""
+    log.info(f"notes clean: {stats.notes} notes ({stats.bytes_in / 1e6:.1f} MB){segmented} "
+             f"in {seconds:.1f} s ({stats.notes / seconds:.0f} notes/s, "
+             f"{stats.bytes_in / 1e6 / seconds:.1f} MB/s)")
+    log.detail(f"profile {config.clean.profile.value}, segmenter {config.segmenter}, "
+               f"workers {workers}")
+    return stats

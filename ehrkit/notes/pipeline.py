@@ -1,0 +1,166 @@
+"""`notes clean` as a library: clean and segment streams of note record batches.
+
+Work is split by chunk (a record batch, or a block of JSONL lines that the worker parses)
+across worker threads. At most two chunks per worker are in flight, so memory stays bounded
+by the block size however large the input, and results are yielded in input order.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import polars as pl
+import pyarrow as pa
+
+from ehrkit.io import JsonlBlock
+
+from ehrkit.notes.clean import CleanConfig, clean_expr
+from ehrkit.notes.segment import SegmentConfig, segment
+
+
+@dataclass(frozen=True)
+class NotesConfig:
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    segment: SegmentConfig | None = field(default_factory=SegmentConfig)  # None: --no-segment
+    segmenter: str = "fast"  # or "spacy", the reference
+    explode: bool = False
+    text_field: str = "text"
+    sentences_field: str = "sentences"
+
+
+@dataclass
+class Stats:
+    notes: int = 0
+    bytes_in: int = 0
+    sentences: int = 0
+
+    def add(self, other: "Stats") -> None:
+        self.notes += other.notes
+        self.bytes_in += other.bytes_in
+        self.sentences += other.sentences
+
+
+def process_batch(batch: pa.RecordBatch, config: NotesConfig) -> pa.RecordBatch:
+    """Clean one batch; other fields pass through unchanged."""
+    return _to_batch(process_frame(_frame(batch), config))
+
+
+def process_frame(frame: pl.DataFrame, config: NotesConfig) -> pl.DataFrame:
+    tf = config.text_field
+    frame = frame.with_columns(clean_expr(pl.col(tf), config.clean).alias(tf))
+    if config.segment is not None:
+        if config.segmenter == "spacy":
+            sentences = _spacy_sentences(frame[tf], config.segment)
+        else:
+            sentences = segment(frame[tf], config.segment)
+        frame = frame.with_columns(sentences.alias(config.sentences_field))
+        if config.explode:
+            frame = _explode(frame, config)
+    return frame
+
+
+def _frame(batch: pa.RecordBatch) -> pl.DataFrame:
+    frame = pl.from_arrow(batch, rechunk=False)
+    return frame if isinstance(frame, pl.DataFrame) else frame.to_frame()
+
+
+def _spacy_sentences(texts: pl.Series, seg: SegmentConfig) -> pl.Series:
+    from ehrkit.notes import spacy_ref
+    from ehrkit.notes.segment import fuse_lists
+
+    raw = spacy_ref.split(texts.to_list(), clinical=seg.clinical)
+    return pl.Series(fuse_lists(raw, seg), dtype=pl.List(pl.String))
+
+
+def _explode(frame: pl.DataFrame, config: NotesConfig) -> pl.DataFrame:
+    """One record per sentence: the sentence replaces the text, with its index in the note."""
+    sf, tf = config.sentences_field, config.text_field
+    frame = frame.with_columns(
+        pl.int_ranges(0, pl.col(sf).list.len(), dtype=pl.Int32).alias("sentence_index"))
+    frame = frame.explode([sf, "sentence_index"]).filter(pl.col(sf).is_not_null())
+    return frame.with_columns(pl.col(sf).alias(tf)).drop(sf)
+
+
+def _to_batch(frame: pl.DataFrame) -> pa.RecordBatch:
+    table = frame.to_arrow()
+    return table.combine_chunks().to_batches()[0] if table.num_rows else \
+        pa.RecordBatch.from_pylist([], schema=table.schema)
+
+
+def default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class Done:
+    """A processed chunk: a record batch, or JSONL bytes when the worker encoded it."""
+
+    payload: pa.RecordBatch | bytes
+    stats: Stats
+
+
+def work(chunk: pa.RecordBatch | JsonlBlock, config: NotesConfig, encode: bool) -> Done:
+    """Parse (if needed), clean, and optionally encode one chunk; runs in a worker."""
+    batch = chunk.parse() if isinstance(chunk, JsonlBlock) else chunk
+    if batch is None or batch.num_rows == 0:
+        return Done(b"" if encode else pa.RecordBatch.from_pylist([]), Stats())
+    frame = _frame(batch)
+    stats = Stats(notes=frame.height, bytes_in=int(frame[config.text_field].str.len_bytes().sum()))
+    frame = process_frame(frame, config)
+    if config.segment is not None:
+        stats.sentences = frame.height if config.explode else \
+            int(frame[config.sentences_field].list.len().sum())
+    if encode:
+        buffer = io.BytesIO()
+        frame.write_ndjson(buffer)
+        return Done(buffer.getvalue(), stats)
+    return Done(_to_batch(frame), stats)
+
+
+def clean_chunks(chunks: Iterable[pa.RecordBatch | JsonlBlock], config: NotesConfig,
+                 workers: int, encode: bool) -> Iterator[Done]:
+    """Process chunks with `workers` processes, yielding results in input order."""
+    source = iter(chunks)
+    first = next(source, None)
+    if first is None:
+        return
+    second = next(source, None)
+    chained = _chain(first, second, source)
+    if second is None or workers <= 1:  # one chunk: a process pool costs more than it saves
+        for chunk in chained:
+            yield work(chunk, config, encode)
+        return
+    yield from _parallel(chained, config, workers, encode)
+
+
+def _parallel(chunks: Iterator, config: NotesConfig, workers: int, encode: bool) -> Iterator[Done]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Threads, not processes: the work is polars and pyarrow code that releases the GIL, so
+    # threads scale across cores without pickling batches between processes.
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ehrkit-notes") as pool:
+        pending: deque = deque()
+        try:
+            for chunk in chunks:
+                pending.append(pool.submit(work, chunk, config, encode))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:  # on an error or Ctrl-C, do not wait for queued work
+                future.cancel()
+
+
+def _chain(first, second, rest) -> Iterator:
+    yield first
+    if second is not None:
+        yield second
+    yield from rest

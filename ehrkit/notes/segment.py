@@ -1,0 +1,110 @@
+"""Rule-based sentence segmentation of cleaned notes, vectorised with polars.
+
+Two rule sets:
+- `clinical` (the default profile): a period does not end a sentence after a clinical
+  abbreviation (`p.o.`, `q.d.`, `b.i.d.`, `dr.` ...) or after a list number (`1.` preceded by
+  whitespace or the start); decimals and `20mg` never split because a boundary needs
+  whitespace after the punctuation.
+- `plain` (the ClinicalBERT profiles): every `.`, `!` or `?` followed by whitespace ends a
+  sentence, as spaCy's rule-based sentencizer does.
+
+`ehrkit.notes.spacy_ref` implements the same rules on spaCy and is the reference the tests
+compare against; this module is the fast path. Segments shorter than `min_chars` characters
+or `min_words` words are fused into the previous segment (the first one starts the list),
+as ClinicalBERT does with its 20-character threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+
+# Lowercase abbreviations whose final period never ends a sentence (clinical rules). Single
+# letters (initials, "dr x.") are protected too, as spaCy's tokenizer exceptions do.
+ABBREVIATIONS = (
+    "dr", "mr", "mrs", "ms", "st", "vs", "e.g", "i.e", "p.o", "q.d", "q.o.d", "b.i.d",
+    "t.i.d", "q.i.d", "q.h.s", "p.r.n", "a.c", "p.c", "h.s", "approx", "a.m", "p.m",
+)
+# A boundary is END + START: each segment then owns its START mark, and one regex pass can
+# fuse every short segment at once (no overlapping matches).
+END, START, FUSED = "\x1f", "\x1e", "\x1d"
+BOUNDARY = START
+_BOUNDARY_RE = r"([.!?]+[\"')\]]*)\s+"
+# A boundary after an abbreviation, an initial or a list number (1-2 digits) is undone.
+_PROTECTED_RE = (r"(?:(^|[ ])([0-9]{1,2})|(?-u:\b)(" + "|".join(
+    a.replace(".", r"\.") for a in sorted(ABBREVIATIONS, key=len, reverse=True))
+    + r"|[a-z]))\." + END + START)
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    clinical: bool = True
+    min_chars: int = 20
+    min_words: int = 0
+
+
+def split_expr(text: pl.Expr, clinical: bool) -> pl.Expr:
+    """Mark sentence boundaries in each text with END + START (a string, not yet split)."""
+    t = text.fill_null("").str.replace_all(r"[\x1d\x1e\x1f]", " ").str.strip_chars()
+    # The space after a mark is kept until the protected boundaries are undone, so that a
+    # list number right after a boundary still sees the space before it.
+    t = t.str.replace_all(_BOUNDARY_RE, "${1}" + END + START + " ")
+    if clinical:
+        t = t.str.replace_all(_PROTECTED_RE, "${1}${2}${3}.")
+    return t.str.replace_all(END + START + " ", END + START, literal=True)
+
+
+def segment(texts: pl.Series, config: SegmentConfig) -> pl.Series:
+    """Sentences of each text, short segments fused: a list[str] Series aligned with `texts`."""
+    frame = pl.DataFrame({"_seg": texts}).select(split_expr(pl.col("_seg"), config.clinical))
+    if config.min_words > 0:
+        fused = frame.select(fuse_expr(pl.col("_seg").str.split(END + START), config))
+    else:
+        fused = frame.select(_fuse_marked(pl.col("_seg"), config.min_chars))
+    # Materialised step by step: polars would otherwise evaluate the marking twice below.
+    segments = fused.to_series()
+    return pl.DataFrame({"_seg": segments}).select(
+        pl.when(pl.col("_seg").list.first() == "").then(pl.lit([], dtype=pl.List(pl.String)))
+        .otherwise(pl.col("_seg")).alias("sentences")).to_series()
+
+
+def _fuse_marked(marked: pl.Expr, min_chars: int) -> pl.Expr:
+    """Fuse segments shorter than `min_chars` on the marked string, in one regex pass; split.
+
+    A short segment's START becomes FUSED; then END + FUSED is a plain space. Every segment
+    but the first has a START, so the first one starts the list even when short.
+    """
+    if min_chars > 0:
+        short = START + "([^" + START + END + "]{0," + str(min_chars - 1) + "})(" + END + "|$)"
+        marked = marked.str.replace_all(short, FUSED + "${1}${2}")
+        marked = marked.str.replace_all(END + FUSED, " ", literal=True)
+    return marked.str.split(END + START)
+
+
+def fuse_expr(segments: pl.Expr, config: SegmentConfig) -> pl.Expr:
+    """Fuse short segments into their predecessor, on a list[str] column.
+
+    Without exploding: each kept segment is prefixed with a space when it is short (it joins
+    the previous one) or with a boundary mark otherwise; the list is joined and split again.
+    The first segment starts the list even when short, as in ClinicalBERT.
+    """
+    element = pl.element().str.strip_chars()
+    segments = segments.list.eval(element.filter(element != ""))
+    short = pl.element().str.len_chars() < config.min_chars
+    if config.min_words > 0:
+        short = short | (pl.element().str.count_matches(r"\S+") < config.min_words)
+    first = pl.int_range(pl.len()) == 0
+    marked = (pl.when(first).then(pl.element())
+              .when(short).then(pl.lit(" ") + pl.element())
+              .otherwise(pl.lit(BOUNDARY) + pl.element()))
+    joined = segments.list.eval(marked).list.join("")
+    return pl.when(segments.list.len() == 0).then(pl.lit([], dtype=pl.List(pl.String))) \
+        .otherwise(joined.str.split(BOUNDARY))
+
+
+def fuse_lists(segments: list[list[str]], config: SegmentConfig) -> list[list[str]]:
+    """The same fusing for segments produced elsewhere (the spaCy reference)."""
+    frame = pl.DataFrame({"_seg": pl.Series(segments, dtype=pl.List(pl.String))})
+    return frame.select(fuse_expr(pl.col("_seg"), config).alias("_seg"))["_seg"].to_list()
