@@ -19,10 +19,8 @@ _console = None
 
 def configure(quiet: bool = False, verbose: int = 0) -> None:
     global _verbosity
-    if quiet:
-        _verbosity = -1
-    elif verbose:
-        _verbosity = max(_verbosity, verbose)
+    # Set, not raised: run() may be called many times in one process (tests, notebooks).
+    _verbosity = -1 if quiet else verbose
 
 
 def verbosity() -> int:

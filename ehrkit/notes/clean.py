@@ -43,8 +43,9 @@ DEID_TYPES = [
     ("[age]", r"\[\*\*[^\]]*?age over 90[^\]]*?\*\*\]"),
     ("[deid]", r"\[\*\*.*?\*\*\]"),
 ]
-# Whitespace other than a plain space (and the segmenter's mark characters) becomes a space; then runs of spaces collapse. Two cheap passes: an explicit
-# class is far faster than Unicode \s, and single spaces are never rewritten.
+# Whitespace other than a plain space (and the segmenter's mark characters) becomes a space;
+# then runs of spaces collapse. Two cheap passes: an explicit class is far faster than
+# Unicode \s, and single spaces are never rewritten.
 _OTHER_SPACE = r"[\t\n\r\f\v\x1d\x1e\x1f\x85\xa0\u2028\u2029]"
 
 

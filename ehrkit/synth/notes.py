@@ -180,7 +180,7 @@ def discharge_summary(rng: random.Random, adm: dict, risk: float, sex: str, age:
 
 
 def nursing_note(rng: random.Random, risk: float) -> str:
-    lines = [f"Nursing Progress Note 0700-1900", *rng.sample(_NURSING, rng.randint(3, 6))]
+    lines = ["Nursing Progress Note 0700-1900", *rng.sample(_NURSING, rng.randint(3, 6))]
     lines += _sentences(rng, _RISK_PHRASES, 0.1 + 0.4 * risk, 2)
     lines += _sentences(rng, _SAFE_PHRASES, 0.5 - 0.4 * risk, 2)
     return "\n".join(lines) + "\n"
