@@ -16,7 +16,7 @@ class Format(str, Enum):
 Inputs = Annotated[
     Optional[List[str]],
     typer.Argument(help="Input files or Parquet directories; '-' (the default) is stdin.",
-                   show_default=False, metavar="[INPUT]..."),
+                   show_default=False, metavar="INPUT"),
 ]
 Output = Annotated[
     str, typer.Option("-o", "--output", help="Output file; '-' is stdout.", metavar="PATH"),
