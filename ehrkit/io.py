@@ -198,8 +198,11 @@ def read_table(paths: Sequence[str] | str = STDIO, fmt: str | None = None,
     batches = list(read_batches(paths, fmt, schema))
     if not batches:
         return pa.table({})
-    return pa.Table.from_batches(batches, unify_schemas(b.schema for b in batches)) \
-        if len({b.schema for b in batches}) > 1 else pa.Table.from_batches(batches)
+    if len({b.schema for b in batches}) == 1:
+        return pa.Table.from_batches(batches)
+    # Batches differ (a field null in one block, typed in the next): cast each to the union.
+    return pa.concat_tables([pa.Table.from_batches([b]) for b in batches],
+                            promote_options="permissive")
 
 
 def unify_schemas(schemas: Iterable[pa.Schema]) -> pa.Schema:
@@ -222,7 +225,6 @@ def _blocks(stream: IO[bytes], size: int) -> Iterator[tuple[int, bytes]]:
 def _parse_jsonl_block(block: bytes, name: str, first_line: int,
                        known: pa.Schema | None) -> pa.Table | None:
     """Parse one block of JSONL lines; `known` fixes the types found in earlier blocks."""
-    import pyarrow.json as pj
 
     if first_line == 1 and block.lstrip()[:1] == b"[":
         raise InputFormatError(f"{name}: line 1: input is a JSON array, not JSON Lines",
@@ -469,14 +471,14 @@ class RecordWriter:
         try:
             if exc_type is None:
                 self._finish()
-            else:
-                self._abandon()
         except BaseException as failure:  # a failed close must not publish the file either
-            if self._atomic is not None:
-                self._atomic.__exit__(type(failure), failure, failure.__traceback__)
+            exc_type, exc, tb = type(failure), failure, failure.__traceback__
             raise
-        if self._atomic is not None:
-            self._atomic.__exit__(exc_type, exc, tb)
+        finally:
+            if exc_type is not None:
+                self._abandon()
+            if self._atomic is not None:
+                self._atomic.__exit__(exc_type, exc, tb)
 
     def _finish(self) -> None:
         if self.format == "parquet" and self._parquet is None:

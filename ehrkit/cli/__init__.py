@@ -54,30 +54,47 @@ def _silence_stdout() -> None:
         pass
 
 
+def _click_exceptions():
+    """The click that typer runs on: typer >= 0.2x vendors its own copy as typer._click."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
+def _broken_pipe(exc: BaseException | None) -> bool:
+    return isinstance(exc, OSError) and exc.errno == errno.EPIPE
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code instead of exiting (used by main and tests)."""
-    import click
-
     from ehrkit import log
-    from ehrkit.errors import EXIT_DATA, EXIT_INTERRUPTED, EXIT_USAGE, EhrkitError
+    from ehrkit.errors import EXIT_DATA, EXIT_INTERRUPTED, EhrkitError
 
+    click_errors = _click_exceptions()
     debug = os.environ.get("EHRKIT_DEBUG") == "1"
     try:
         command = typer.main.get_command(app)
         result = command.main(args=argv, prog_name="ehrkit", standalone_mode=False)
         sys.stdout.flush()
+        if result == EXIT_INTERRUPTED:  # newer typer turns Ctrl-C into Exit(130) itself
+            log.error("interrupted")
         return result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.UsageError as exc:
+    except click_errors.ClickException as exc:  # usage errors: exit 2
         exc.show(file=sys.stderr)
-        return EXIT_USAGE
-    except (click.Abort, KeyboardInterrupt):
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
         log.error("interrupted")
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        _silence_stdout()
-        return 0
+    except SystemExit as exc:
+        # click answers a closed pipe with exit 1; the contract says a closed pipe is success
+        if _broken_pipe(exc.__context__):
+            _silence_stdout()
+            return 0
+        raise
     except EhrkitError as exc:
         if debug:
             raise
@@ -86,7 +103,7 @@ def run(argv: list[str] | None = None) -> int:
             log.info(f"hint: {exc.hint}")
         return exc.exit_code
     except OSError as exc:
-        if exc.errno == errno.EPIPE:
+        if _broken_pipe(exc):
             _silence_stdout()
             return 0
         if debug:

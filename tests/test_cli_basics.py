@@ -1,0 +1,93 @@
+"""The command itself: help, version, `python -m ehrkit`, and instant startup."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+import typer
+
+from ehrkit import __version__
+from ehrkit.cli import app, run
+
+HEAVY = ("torch", "transformers", "spacy", "sklearn")
+
+
+def _commands(command=None, path=()):
+    """Every command path in the CLI, groups included: ("notes",), ("notes", "clean"), ..."""
+    command = command or typer.main.get_command(app)
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield (*path, name)
+        yield from _commands(sub, (*path, name))
+
+
+COMMANDS = list(_commands())
+GROUPS = {g.name: g.typer_instance.info.help.splitlines()[0] for g in app.registered_groups}
+
+
+def test_the_groups_are_registered():
+    assert {"notes", "synth"} <= set(GROUPS)
+    assert ("notes", "clean") in COMMANDS and ("synth", "notes") in COMMANDS
+
+
+def test_help_lists_each_group_with_a_one_line_summary(ehrkit):
+    done = ehrkit("--help", env={"COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode()
+    assert "Usage: ehrkit" in out
+    for name, summary in GROUPS.items():
+        assert summary, f"group {name} has no summary"
+        pattern = rf"^\W*{re.escape(name)}\s{{2,}}{re.escape(summary)}\W*$"
+        assert re.search(pattern, out, flags=re.M), f"{name}: {summary!r} not in\n{out}"
+
+
+def test_help_is_fast(ehrkit):
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        assert ehrkit("--help").returncode == 0
+        times.append(time.perf_counter() - start)
+    assert min(times) < 1.0, times
+
+
+def test_help_does_not_import_heavy_libraries(ehrkit_env):
+    code = ("import sys; from ehrkit.cli import run; run(['--help']); "
+            f"bad=[m for m in {HEAVY!r} if m in sys.modules]; assert not bad, bad")
+    done = subprocess.run([sys.executable, "-c", code], env=ehrkit_env, capture_output=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+
+
+@pytest.mark.parametrize("argv", [["ehrkit"], [sys.executable, "-m", "ehrkit"]])
+def test_version(ehrkit_env, argv):
+    done = subprocess.run([*argv, "--version"], env=ehrkit_env, capture_output=True, timeout=60,
+                          check=False)
+    assert (done.returncode, done.stdout.decode(), done.stderr) == \
+        (0, f"ehrkit {__version__}\n", b"")
+
+
+def test_version_in_process(capsys):
+    assert run(["--version"]) == 0
+    assert capsys.readouterr().out == f"ehrkit {__version__}\n"
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_every_command_has_help(capsys, monkeypatch, path, flag):
+    monkeypatch.setenv("COLUMNS", "200")
+    assert run([*path, flag]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert f"Usage: ehrkit {' '.join(path)}" in captured.out
+    assert len(captured.out.splitlines()) > 3
+
+
+def test_python_m_ehrkit_runs_commands(ehrkit_env, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "ehrkit", "synth", "notes", "-n", "3", "-q"],
+                          env=ehrkit_env, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stderr == b""
+    assert len(done.stdout.splitlines()) == 3
