@@ -28,7 +28,7 @@ from ehrkit.errors import DataError, InputFormatError, MissingFieldError, UsageE
 
 FORMATS = ("jsonl", "parquet")
 STDIO = "-"
-BLOCK_BYTES = 8 << 20  # JSONL is parsed in blocks of about this many bytes
+BLOCK_BYTES = 4 << 20  # JSONL is parsed in blocks of about this many bytes
 PARQUET_BATCH_ROWS = 16_384
 _JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 

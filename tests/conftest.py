@@ -82,7 +82,7 @@ def jsonl_file(tmp_path):
 
 @pytest.fixture(scope="session")
 def big_notes(tmp_path_factory) -> Path:
-    """About 22 MB of synthetic notes: several JSONL blocks of ehrkit.io.BLOCK_BYTES (8 MB)."""
+    """About 22 MB of synthetic notes: several JSONL blocks of ehrkit.io.BLOCK_BYTES."""
     path = tmp_path_factory.mktemp("big") / "big.jsonl"
     done = _run(["ehrkit", "synth", "notes", "-n", "20000", "--seed", "3", "-o", str(path)])
     assert done.returncode == 0, done.stderr.decode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -91,3 +92,23 @@ def test_python_m_ehrkit_runs_commands(ehrkit_env, tmp_path):
     assert done.returncode == 0, done.stderr.decode()
     assert done.stderr == b""
     assert len(done.stdout.splitlines()) == 3
+
+
+@pytest.mark.skipif(not shutil.which("script"), reason="needs util-linux `script` for a terminal")
+@pytest.mark.parametrize("flags, bar", [((), True), (("-q",), False)])
+def test_progress_bar_only_on_a_terminal_and_not_with_quiet(tmp_path, ehrkit_env, flags, bar):
+    """On a terminal (a pty from `script`) long work shows a bar on stderr; -q silences it."""
+    command = " ".join(["ehrkit", "synth", "notes", "-n", "30000", "-o", "x.jsonl", *flags])
+    done = subprocess.run(["script", "-qec", command, "/dev/null"], cwd=tmp_path, env=ehrkit_env,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0
+    screen = done.stdout.decode(errors="replace")
+    assert ("━" in screen) is bar
+    assert ("synth notes:" in screen) is (not flags)
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(ehrkit):
+    done = ehrkit("synth", "notes", "-n", "3000", "-o", "x.jsonl")
+    assert done.returncode == 0
+    assert done.stderr.decode().strip().startswith("synth notes: 3000 notes")
+    assert "━" not in done.stderr.decode()

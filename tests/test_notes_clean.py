@@ -182,6 +182,12 @@ def test_list_numbers_start_sentences_after_a_period():
         ["meds: 1. aspirin daily.", "2. lasix 40 mg daily.", "3. insulin."]
 
 
+def test_a_list_number_right_after_an_abbreviation_is_still_protected():
+    # Regression: the protected boundary before "2." must not hide the space "2" needs.
+    assert sentences("meds: 1. lisinopril 20mg p.o. q.d. 2. insulin at bedtime. 3. aspirin.") == \
+        ["meds: 1. lisinopril 20mg p.o. q.d. 2. insulin at bedtime.", "3. aspirin."]
+
+
 def test_a_decimal_at_a_sentence_end_still_ends_it():
     assert sentences("tmax 38.2. blood cultures sent.") == ["tmax 38.2.", "blood cultures sent."]
 

@@ -30,12 +30,13 @@ ABBREVIATIONS = (
 # A boundary is END + START: each segment then owns its START mark, and one regex pass can
 # fuse every short segment at once (no overlapping matches).
 END, START, FUSED = "\x1f", "\x1e", "\x1d"
+MARK = END + START + " "
 BOUNDARY = START
 _BOUNDARY_RE = r"([.!?]+[\"')\]]*)\s+"
 # A boundary after an abbreviation, an initial or a list number (1-2 digits) is undone.
 _PROTECTED_RE = (r"(?:(^|[ ])([0-9]{1,2})|(?-u:\b)(" + "|".join(
     a.replace(".", r"\.") for a in sorted(ABBREVIATIONS, key=len, reverse=True))
-    + r"|[a-z]))\." + END + START)
+    + r"|[a-z]))\." + END + START)  # the space after stays: the next number may need it
 
 
 @dataclass(frozen=True)
@@ -48,19 +49,19 @@ class SegmentConfig:
 def split_expr(text: pl.Expr, clinical: bool) -> pl.Expr:
     """Mark sentence boundaries in each text with END + START (a string, not yet split)."""
     t = text.fill_null("").str.replace_all(r"[\x1d\x1e\x1f]", " ").str.strip_chars()
-    # The space after a mark is kept until the protected boundaries are undone, so that a
-    # list number right after a boundary still sees the space before it.
-    t = t.str.replace_all(_BOUNDARY_RE, "${1}" + END + START + " ")
+    # A boundary is END + START + a space: the space lets a list number right after a
+    # boundary see the space before it, and goes away with the split.
+    t = t.str.replace_all(_BOUNDARY_RE, "${1}" + MARK)
     if clinical:
         t = t.str.replace_all(_PROTECTED_RE, "${1}${2}${3}.")
-    return t.str.replace_all(END + START + " ", END + START, literal=True)
+    return t
 
 
 def segment(texts: pl.Series, config: SegmentConfig) -> pl.Series:
     """Sentences of each text, short segments fused: a list[str] Series aligned with `texts`."""
     frame = pl.DataFrame({"_seg": texts}).select(split_expr(pl.col("_seg"), config.clinical))
     if config.min_words > 0:
-        fused = frame.select(fuse_expr(pl.col("_seg").str.split(END + START), config))
+        fused = frame.select(fuse_expr(pl.col("_seg").str.split(MARK), config))
     else:
         fused = frame.select(_fuse_marked(pl.col("_seg"), config.min_chars))
     # Materialised step by step: polars would otherwise evaluate the marking twice below.
@@ -77,10 +78,10 @@ def _fuse_marked(marked: pl.Expr, min_chars: int) -> pl.Expr:
     but the first has a START, so the first one starts the list even when short.
     """
     if min_chars > 0:
-        short = START + "([^" + START + END + "]{0," + str(min_chars - 1) + "})(" + END + "|$)"
+        short = START + " ([^" + START + END + "]{0," + str(min_chars - 1) + "})(" + END + "|$)"
         marked = marked.str.replace_all(short, FUSED + "${1}${2}")
         marked = marked.str.replace_all(END + FUSED, " ", literal=True)
-    return marked.str.split(END + START)
+    return marked.str.split(MARK)
 
 
 def fuse_expr(segments: pl.Expr, config: SegmentConfig) -> pl.Expr:
