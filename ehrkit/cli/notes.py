@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import os
-from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
+from ehrkit.notes.choices import Deid, Profile, Segmenter
 from ehrkit.cli.options import (FromFormat, Inputs, Output, Quiet, ToFormat, Verbose, fmt,
                                 inputs, setup)
 
 app = typer.Typer(help="Clean and sentence-segment clinical notes.", no_args_is_help=True)
-
-
-class ProfileName(str, Enum):
-    default = "default"
-    clinicalbert = "clinicalbert"
-    clinicalbert_pretrain = "clinicalbert-pretrain"
-
-
-class DeidMode(str, Enum):
-    placeholder = "placeholder"
-    strip = "strip"
-    keep = "keep"
-
-
-class Segmenter(str, Enum):
-    fast = "fast"
-    spacy = "spacy"
 
 
 @app.command("clean")
@@ -37,12 +20,12 @@ def clean(
     output: Output = "-",
     from_: FromFormat = None,
     to: ToFormat = None,
-    profile: Annotated[ProfileName, typer.Option(
+    profile: Annotated[Profile, typer.Option(
         "--profile", help="Cleaning rules: default, or ClinicalBERT's exact fine-tuning "
-        "(clinicalbert) or pretraining (clinicalbert-pretrain) cleaning.")] = ProfileName.default,
-    deid: Annotated[DeidMode, typer.Option(
+        "(clinicalbert) or pretraining (clinicalbert-pretrain) cleaning.")] = Profile.default,
+    deid: Annotated[Deid, typer.Option(
         "--deid", help="De-identification brackets [** ... **]: typed placeholder such as "
-        "[date], strip, or keep (default profile).")] = DeidMode.placeholder,
+        "[date], strip, or keep (default profile).")] = Deid.placeholder,
     no_segment: Annotated[bool, typer.Option(
         "--no-segment", help="Only clean; do not add the sentences field.")] = False,
     explode: Annotated[bool, typer.Option(
@@ -82,11 +65,11 @@ def clean(
         os.environ.setdefault("POLARS_MAX_THREADS", "1")
     from ehrkit.notes.commands import run_clean
     from ehrkit.notes.pipeline import NotesConfig
-    from ehrkit.notes.clean import CleanConfig, Deid, Profile
+    from ehrkit.notes.clean import CleanConfig
     from ehrkit.notes.segment import SegmentConfig
 
     seg = None if no_segment else SegmentConfig(
-        clinical=profile is ProfileName.default, min_chars=min_chars, min_words=min_words)
-    config = NotesConfig(clean=CleanConfig(Profile(profile.value), Deid(deid.value)), segment=seg,
+        clinical=profile is Profile.default, min_chars=min_chars, min_words=min_words)
+    config = NotesConfig(clean=CleanConfig(profile, deid), segment=seg,
                          segmenter=segmenter.value, explode=explode, text_field=text_field)
     run_clean(inputs(paths), output, fmt(from_), fmt(to), config, workers)

@@ -14,21 +14,12 @@ Profiles:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 import polars as pl
 
+from ehrkit.notes.choices import Deid, Profile
 
-class Profile(str, Enum):
-    default = "default"
-    clinicalbert = "clinicalbert"
-    clinicalbert_pretrain = "clinicalbert-pretrain"
-
-
-class Deid(str, Enum):
-    placeholder = "placeholder"
-    strip = "strip"
-    keep = "keep"
+__all__ = ["CleanConfig", "DEID_TYPES", "Deid", "Profile", "clean_expr"]
 
 
 # Typed placeholders for MIMIC de-identification spans, tried in order (first match wins).
