@@ -3,9 +3,10 @@
 # Python. Each table function sets REPLY; a value spec is choice:WORDS, file, dir or none.
 _ehrkit_subcommands() {
     case "$1" in
-        '') REPLY='synth notes' ;;
+        '') REPLY='synth notes timeline' ;;
         synth) REPLY='notes clif series ner pairs' ;;
         notes) REPLY=clean ;;
+        timeline) REPLY=tokenize ;;
         *) REPLY="" ;;
     esac
 }
@@ -20,6 +21,8 @@ _ehrkit_options() {
         'synth pairs') REPLY='-n --count --seed -o --output --to -q --quiet -v --verbose -h --help' ;;
         notes) REPLY='-h --help' ;;
         'notes clean') REPLY='-o --output --from --to --profile --deid --no-segment --explode --segmenter --min-chars --min-words --text-field --workers -q --quiet -v --verbose -h --help' ;;
+        timeline) REPLY='-h --help' ;;
+        'timeline tokenize') REPLY='-o --output --to --fit --vocab --split --split-fractions --splits-file --fit-all --cut --keep-short --max-length --pad --quantizer --discrete-max --fused --time-tokens --with-tokens --source --group-size -q --quiet -v --verbose -h --help' ;;
         *) REPLY="" ;;
     esac
 }
@@ -55,12 +58,25 @@ _ehrkit_values() {
         'notes clean|--min-words') REPLY=none ;;
         'notes clean|--text-field') REPLY=none ;;
         'notes clean|--workers') REPLY=none ;;
+        'timeline tokenize|-o' | 'timeline tokenize|--output') REPLY=file ;;
+        'timeline tokenize|--to') REPLY='choice:jsonl parquet' ;;
+        'timeline tokenize|--fit') REPLY=none ;;
+        'timeline tokenize|--vocab') REPLY=none ;;
+        'timeline tokenize|--split-fractions') REPLY=none ;;
+        'timeline tokenize|--splits-file') REPLY=file ;;
+        'timeline tokenize|--cut') REPLY=none ;;
+        'timeline tokenize|--max-length') REPLY=none ;;
+        'timeline tokenize|--quantizer') REPLY='choice:deciles ventiles centiles' ;;
+        'timeline tokenize|--discrete-max') REPLY=none ;;
+        'timeline tokenize|--source') REPLY='choice:clif meds' ;;
+        'timeline tokenize|--group-size') REPLY=none ;;
         *) REPLY="" ;;
     esac
 }
 _ehrkit_arguments() {
     case "$1" in
         'notes clean') REPLY=file ;;
+        'timeline tokenize') REPLY=file ;;
         *) REPLY="" ;;
     esac
 }

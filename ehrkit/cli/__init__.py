@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from ehrkit import __version__
-from ehrkit.cli import notes, synth
+from ehrkit.cli import notes, synth, timeline
 
 app = typer.Typer(
     name="ehrkit",
@@ -29,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(synth.app, name="synth")
 app.add_typer(notes.app, name="notes")
+app.add_typer(timeline.app, name="timeline")
 
 
 def _version(value: bool) -> None:
