@@ -38,7 +38,9 @@ docs-check: install
 	$(PYTHON) -m ehrkit.docs --check
 
 bench: install
+	$(PYTHON) -m pip install -q -e ".[dev,bench]"
 	$(PYTHON) bench/notes_clean.py
+	$(PYTHON) bench/timeline_tokenize.py
 
 lint: install
 	$(PYTHON) -m ruff check ehrkit tests bench

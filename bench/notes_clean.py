@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import ehrkit, measure
+
 from ehrkit.notes.clean import DEID_TYPES  # the same typed placeholders, as Python regexes
 
 _DEID = [(placeholder, re.compile(pattern)) for placeholder, pattern in DEID_TYPES]
@@ -82,19 +84,8 @@ def make_input(path: Path, megabytes: float) -> None:
                     "-o", str(path), "-q"], check=True)
 
 
-def measure(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB, the largest process) of a command, in a fresh child."""
-    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-             "subprocess.run(sys.argv[1:], check=True); "
-             "print(time.perf_counter() - t, "
-             "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
-    out = subprocess.run([sys.executable, "-c", probe, *cmd], check=True, capture_output=True,
-                         text=True).stdout.split()
-    return float(out[-2]), float(out[-1])
-
-
 def ehrkit_cmd(src: Path, dst: Path) -> list[str]:
-    return [sys.executable, "-m", "ehrkit", "notes", "clean", str(src), "-o", str(dst), "-q"]
+    return ehrkit("notes", "clean", str(src), "-o", str(dst), "-q")
 
 
 def main() -> None:
