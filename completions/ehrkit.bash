@@ -22,7 +22,7 @@ _ehrkit_options() {
         notes) REPLY='-h --help' ;;
         'notes clean') REPLY='-o --output --from --to --profile --deid --no-segment --explode --segmenter --min-chars --min-words --text-field --workers -q --quiet -v --verbose -h --help' ;;
         timeline) REPLY='-h --help' ;;
-        'timeline tokenize') REPLY='-o --output --to --fit --vocab --split --split-fractions --splits-file --fit-all --cut --keep-short --max-length --pad --quantizer --discrete-max --fused --time-tokens --with-tokens --source --group-size -q --quiet -v --verbose -h --help' ;;
+        'timeline tokenize') REPLY='-o --output --to --fit --vocab --split --split-fractions --splits-file --fit-all --cut --keep-short --max-length --pad --quantizer --discrete-max --fused --time-tokens --with-tokens --source --labels --timezone --timeline-field --group-size -q --quiet -v --verbose -h --help' ;;
         *) REPLY="" ;;
     esac
 }
@@ -69,6 +69,9 @@ _ehrkit_values() {
         'timeline tokenize|--quantizer') REPLY='choice:deciles ventiles centiles' ;;
         'timeline tokenize|--discrete-max') REPLY=none ;;
         'timeline tokenize|--source') REPLY='choice:clif meds' ;;
+        'timeline tokenize|--labels') REPLY=file ;;
+        'timeline tokenize|--timezone') REPLY=none ;;
+        'timeline tokenize|--timeline-field') REPLY=none ;;
         'timeline tokenize|--group-size') REPLY=none ;;
         *) REPLY="" ;;
     esac

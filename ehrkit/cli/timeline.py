@@ -69,6 +69,14 @@ def tokenize(
     source_kind: Annotated[Optional[SourceKind], typer.Option(
         "--source", help="Source kind (default: detected from the directory).",
         show_default=False)] = None,
+    labels: Annotated[Optional[str], typer.Option(
+        "--labels", help="MEDS: a label file (subject_id, prediction_time, values); one "
+        "timeline per row, events after the prediction time excluded.", metavar="PATH")] = None,
+    timezone: Annotated[str, typer.Option(
+        "--timezone", help="MEDS: the time zone of its naive times.")] = "UTC",
+    timeline_field: Annotated[Optional[str], typer.Option(
+        "--timeline-field", help="MEDS: one timeline per value of this field (e.g. "
+        "hospitalization_id) instead of per subject.", metavar="FIELD")] = None,
     group_size: Annotated[int, typer.Option(
         "--group-size", min=1, help="Timelines processed at a time: bounds memory.")] = 5000,
     quiet: Quiet = False,
@@ -91,6 +99,8 @@ def tokenize(
       ehrkit timeline tokenize clif/ --split --vocab vocab.json --cut 24h -o first24h.parquet
 
       ehrkit timeline tokenize other-hospital/ --vocab vocab.json --max-length 1024 --pad -o t.parquet
+
+      ehrkit timeline tokenize meds/ --fit vocab.json --labels labels.parquet -o t.parquet
     """
     setup(quiet, verbose)
     from ehrkit.errors import UsageError
@@ -100,7 +110,7 @@ def tokenize(
                          "VOCAB (apply a saved one)")
     if pad and max_length is None:
         raise UsageError("--pad needs --max-length")
-    from ehrkit.timeline.commands import SplitConfig, run_tokenize
+    from ehrkit.timeline.commands import MedsOptions, SplitConfig, run_tokenize
     from ehrkit.timeline.splits import parse_fractions
     from ehrkit.timeline.tokenize import TokenizeConfig, parse_duration
     from ehrkit.timeline.vocab import VocabSettings
@@ -112,4 +122,4 @@ def tokenize(
         split=SplitConfig(split, parse_fractions(split_fractions), splits_file, fit_all),
         config=TokenizeConfig(cut=parse_duration(cut) if cut else None, keep_short=keep_short,
                               max_length=max_length, pad=pad, with_tokens=with_tokens),
-        group_size=group_size)
+        group_size=group_size, meds=MedsOptions(labels, timezone, timeline_field))

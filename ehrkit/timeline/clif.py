@@ -199,7 +199,8 @@ _TABLE_EVENTS = {
                token_text("ASMT", pl.col("assessment_category")),
                label=token_text("ASMT-VAL", pl.col("categorical_value")))], how="diagonal"),
     "respiratory_support": lambda r: _event(
-        r, "respiratory_support", "recorded_dttm", token_text("RESP", pl.col("device_category")),
+        r.filter(pl.col("device_category").is_not_null() | pl.col("mode_category").is_not_null()),
+        "respiratory_support", "recorded_dttm", token_text("RESP", pl.col("device_category")),
         label=pl.when(pl.col("mode_category").is_not_null())
         .then(token_text("RESP-MODE", pl.col("mode_category")))),
     "position": lambda r: _event(r.filter(pl.col("position_category").str.to_lowercase() == "prone"),

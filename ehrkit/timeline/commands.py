@@ -3,7 +3,7 @@ in groups of timelines, with a summary."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -24,23 +24,41 @@ class SplitConfig:
     fit_all: bool = False  # fit the vocabulary on every row, not only train
 
 
-def open_source(path: str, kind: str | None = None):
+@dataclass(frozen=True)
+class MedsOptions:
+    labels: str | None = None  # a MEDS label file: one timeline per prediction time
+    timezone: str = "UTC"  # the zone of MEDS's naive times
+    timeline_field: str | None = None  # e.g. hospitalization_id: one timeline per value
+
+
+def open_source(path: str, kind: str | None = None, meds: MedsOptions = MedsOptions()):
     """A CLIF directory or a MEDS dataset, by `kind` or by what the directory holds."""
     directory = Path(path)
     if kind is None:
-        kind = "clif" if any(directory.glob("clif_*.parquet")) else "meds"
+        kind = "clif" if directory.is_dir() and any(directory.glob("clif_*.parquet")) else "meds"
     if kind == "clif":
         from ehrkit.timeline.clif import open_clif
 
         return open_clif(directory)
     from ehrkit.timeline.meds import open_meds
 
-    return open_meds(directory)
+    return open_meds(directory, labels=meds.labels, timezone=meds.timezone,
+                     timeline_field=meds.timeline_field)
 
 
-def with_splits(timelines: pl.DataFrame, config: SplitConfig) -> pl.DataFrame:
-    if config.file:
-        table = splitting.from_file(config.file)
+def source_outcomes(source) -> dict:
+    """Outcome codes in the source's own vocabulary; none when labels come from a file."""
+    if getattr(source, "extra_fields", ()):
+        return {}
+    from ehrkit.timeline.meds import MEDS_OUTCOMES, MedsSource
+    from ehrkit.timeline.tokenize import OUTCOMES
+
+    return dict(MEDS_OUTCOMES if isinstance(source, MedsSource) else OUTCOMES)
+
+
+def with_splits(timelines: pl.DataFrame, config: SplitConfig, default_file=None) -> pl.DataFrame:
+    if config.file or (default_file and not config.assign):
+        table = splitting.from_file(config.file or default_file)
     elif config.assign:
         table = splitting.by_first_admission(timelines, config.fractions)
     else:
@@ -63,10 +81,14 @@ def fit_vocabulary(source, timelines: pl.DataFrame, settings: VocabSettings,
 
 def run_tokenize(path: str, output: str, fmt: str | None, *, kind: str | None,
                  vocab_in: str | None, vocab_out: str | None, settings: VocabSettings,
-                 split: SplitConfig, config: TokenizeConfig, group_size: int) -> TokenizeStats:
+                 split: SplitConfig, config: TokenizeConfig, group_size: int,
+                 meds: MedsOptions = MedsOptions()) -> TokenizeStats:
     timer, stats = log.Timer(), TokenizeStats()
-    source = open_source(path, kind)
-    timelines = with_splits(source.timelines(), split)
+    source = open_source(path, kind, meds)
+    if config.outcomes is None:
+        config = replace(config, outcomes=source_outcomes(source))
+    extra = list(getattr(source, "extra_fields", ()))
+    timelines = with_splits(source.timelines(), split, getattr(source, "splits_file", None))
     if vocab_out:
         vocab = fit_vocabulary(source, timelines, settings, split)
         vocab.save(vocab_out)
@@ -77,7 +99,8 @@ def run_tokenize(path: str, output: str, fmt: str | None, *, kind: str | None,
         for group in groups(timelines, group_size):
             events = source.events(group).collect()
             result = tokenize_group(events, vocab, config, stats)
-            result = result.join(group.select("timeline_id", "split"), on="timeline_id", how="left")
+            result = result.join(group.select("timeline_id", *extra, "split"), on="timeline_id",
+                                 how="left")
             out.write(result.rename({"timeline_id": source.id_field}).to_arrow())
             bar.update(group.height)
     _summary(source, vocab, stats, timer.seconds, vocab_out)
@@ -98,4 +121,4 @@ def _summary(source, vocab: Vocabulary, stats: TokenizeStats, seconds: float, fi
     if stats.unknown_codes:
         log.warn(f"{stats.unknown_codes} events had codes not in the vocabulary (written as UNK)")
     if getattr(source, "skipped", None):
-        log.info(f"tables absent, skipped: {', '.join(source.skipped)}")
+        log.info(f"skipped: {'; '.join(source.skipped)}")

@@ -30,7 +30,7 @@ class TokenizeConfig:
     max_length: int | None = None  # truncate (with TRUNC) to this many tokens
     pad: bool = False  # right-pad to max_length with PAD
     with_tokens: bool = False  # also write the token strings
-    outcomes: dict = field(default_factory=lambda: dict(OUTCOMES))
+    outcomes: dict | None = None  # outcome name -> code; None: the source's own
 
 
 @dataclass
@@ -48,7 +48,7 @@ def tokenize_group(events: pl.DataFrame, vocab: Vocabulary, config: TokenizeConf
     bounds = events.group_by("timeline_id").agg(
         pl.col("time").min().alias("start"), pl.col("time").max().alias("end"),
         pl.col("patient_id").first())
-    outcomes = _outcomes(events, bounds, config)
+    outcomes = _outcomes(events, bounds, OUTCOMES if config.outcomes is None else config.outcomes)
     if config.cut is not None:
         events, bounds = _cut(events, bounds, config, stats)
     ids = _event_tokens(assign_bins(events, vocab), vocab, stats)
@@ -73,16 +73,19 @@ def tokenize_group(events: pl.DataFrame, vocab: Vocabulary, config: TokenizeConf
     return out
 
 
-def _outcomes(events: pl.DataFrame, bounds: pl.DataFrame, config: TokenizeConfig) -> pl.DataFrame:
+def _outcomes(events: pl.DataFrame, bounds: pl.DataFrame, codes: dict) -> pl.DataFrame:
     """Labels from the full timeline; ICU and IMV also flag events in the first 24 hours."""
     frame = events.join(bounds.select("timeline_id", "start"), on="timeline_id")
     early = (pl.col("time") - pl.col("start")) <= timedelta(hours=24)
     aggs = []
-    for name, code in config.outcomes.items():
-        hit = pl.col("code") == code
+    for name, code in codes.items():
+        # A code ending in "//" names a MEDS code prefix (ADT//TRANSFER_IN//icu//...)
+        hit = pl.col("code").str.starts_with(code) if code.endswith("//") else pl.col("code") == code
         aggs.append(hit.any().cast(pl.Int8).alias(name))
         if name != "same_admission_death":
             aggs.append((hit & early).any().cast(pl.Int8).alias(f"{name}_24h"))
+    if not aggs:
+        return bounds.select("timeline_id")
     labels = frame.group_by("timeline_id").agg(aggs)
     los = bounds.select("timeline_id", ((pl.col("end") - pl.col("start")) > LONG_STAY)
                         .cast(pl.Int8).alias("long_length_of_stay"))
