@@ -285,6 +285,38 @@ def test_groups_and_shards_give_the_same_timelines(tmp_path):
     assert pl.read_parquet(tmp_path / "g.parquet").drop("split").equals(one)
 
 
+def _shard(source: Path, target: Path, hospitalizations: set[str]) -> Path:
+    """The part of a CLIF directory that belongs to some hospitalizations."""
+    target.mkdir()
+    stays = pq.read_table(source / "clif_hospitalization.parquet").to_pylist()
+    patients = {s["patient_id"] for s in stays if s["hospitalization_id"] in hospitalizations}
+    for path in source.glob("clif_*.parquet"):
+        table = pl.read_parquet(path)
+        key = "hospitalization_id" if "hospitalization_id" in table.columns else "patient_id"
+        keep = hospitalizations if key == "hospitalization_id" else patients
+        table.filter(pl.col(key).is_in(list(keep))).write_parquet(target / path.name)
+    return target
+
+
+def test_shards_tokenized_separately_with_one_vocabulary_match_one_run(tmp_path):
+    from ehrkit.synth.commands import write_clif as synth_clif
+
+    synth_clif(40, 5, str(tmp_path / "clif"))
+    common = dict(kind=None, settings=VocabSettings(), config=TokenizeConfig(), group_size=100)
+    run_tokenize(str(tmp_path / "clif"), str(tmp_path / "all.parquet"), None, vocab_in=None,
+                 vocab_out=str(tmp_path / "v.json"), split=SplitConfig(assign=True), **common)
+    whole = pl.read_parquet(tmp_path / "all.parquet")
+    ids = sorted(whole["hospitalization_id"])
+    parts = []
+    for k, chosen in enumerate([set(ids[::2]), set(ids[1::2])]):
+        shard = _shard(tmp_path / "clif", tmp_path / f"shard{k}", chosen)
+        run_tokenize(str(shard), str(tmp_path / f"p{k}.parquet"), None,
+                     vocab_in=str(tmp_path / "v.json"), vocab_out=None,
+                     split=SplitConfig(file=str(tmp_path / "all.parquet")), **common)
+        parts.append(pl.read_parquet(tmp_path / f"p{k}.parquet"))
+    assert pl.concat(parts).sort("hospitalization_id").equals(whole.sort("hospitalization_id"))
+
+
 # ---------------------------------------------------------------- bad input
 
 def test_bad_clif_directories_are_clear_errors(tmp_path):

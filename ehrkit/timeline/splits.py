@@ -36,7 +36,8 @@ def by_first_admission(timelines: pl.DataFrame, fractions=(0.7, 0.1, 0.2)) -> pl
 
 
 def from_file(path: str | Path) -> pl.DataFrame:
-    """A MEDS subject_splits file (subject_id, split) or any records with patient_id and split."""
+    """A MEDS subject_splits file (subject_id, split), or any records with patient_id and
+    split, such as the timelines of an earlier run (one row per patient is kept)."""
     from ehrkit.io import read_table
 
     frame = pl.from_arrow(read_table([str(path)]))
@@ -46,4 +47,9 @@ def from_file(path: str | Path) -> pl.DataFrame:
         if column not in frame.columns:
             raise DataError(f"{path}: splits file needs fields patient_id (or subject_id) and "
                             f"split; fields present: {', '.join(frame.columns)}")
-    return frame.select(pl.col("patient_id").cast(pl.String), pl.col("split").cast(pl.String))
+    frame = frame.select(pl.col("patient_id").cast(pl.String), pl.col("split").cast(pl.String)) \
+        .unique(maintain_order=True)
+    if frame["patient_id"].is_duplicated().any():  # e.g. timelines of one patient, two splits
+        raise DataError(f"{path}: some patients have more than one split",
+                        hint="splits must be patient-level")
+    return frame
