@@ -6,7 +6,7 @@ _ehrkit_subcommands() {
         '') REPLY='synth notes timeline' ;;
         synth) REPLY='notes clif series ner pairs' ;;
         notes) REPLY=clean ;;
-        timeline) REPLY=tokenize ;;
+        timeline) REPLY='tokenize series' ;;
         *) REPLY="" ;;
     esac
 }
@@ -23,6 +23,7 @@ _ehrkit_options() {
         'notes clean') REPLY='-o --output --from --to --profile --deid --no-segment --explode --segmenter --min-chars --min-words --text-field --workers -q --quiet -v --verbose -h --help' ;;
         timeline) REPLY='-h --help' ;;
         'timeline tokenize') REPLY='-o --output --to --fit --vocab --split --split-fractions --splits-file --fit-all --cut --keep-short --max-length --pad --quantizer --discrete-max --fused --time-tokens --with-tokens --source --labels --timezone --timeline-field --group-size -q --quiet -v --verbose -h --help' ;;
+        'timeline series') REPLY='-o --output --to --source --hours --variables --impute --one-hot --no-one-hot --start --fit-normalizer --normalizer --split-field --train-ids --splits-file --limit --group-size -q --quiet -v --verbose -h --help' ;;
         *) REPLY="" ;;
     esac
 }
@@ -73,6 +74,20 @@ _ehrkit_values() {
         'timeline tokenize|--timezone') REPLY=none ;;
         'timeline tokenize|--timeline-field') REPLY=none ;;
         'timeline tokenize|--group-size') REPLY=none ;;
+        'timeline series|-o' | 'timeline series|--output') REPLY=file ;;
+        'timeline series|--to') REPLY='choice:jsonl parquet' ;;
+        'timeline series|--source') REPLY='choice:clif physionet' ;;
+        'timeline series|--hours') REPLY=none ;;
+        'timeline series|--variables') REPLY=none ;;
+        'timeline series|--impute') REPLY='choice:previous normal zero none' ;;
+        'timeline series|--start') REPLY='choice:admission icu' ;;
+        'timeline series|--fit-normalizer') REPLY=file ;;
+        'timeline series|--normalizer') REPLY=file ;;
+        'timeline series|--split-field') REPLY=none ;;
+        'timeline series|--train-ids') REPLY=file ;;
+        'timeline series|--splits-file') REPLY=file ;;
+        'timeline series|--limit') REPLY=none ;;
+        'timeline series|--group-size') REPLY=none ;;
         *) REPLY="" ;;
     esac
 }
@@ -80,6 +95,7 @@ _ehrkit_arguments() {
     case "$1" in
         'notes clean') REPLY=file ;;
         'timeline tokenize') REPLY=file ;;
+        'timeline series') REPLY=file ;;
         *) REPLY="" ;;
     esac
 }

@@ -123,3 +123,8 @@ def tokenize(
         config=TokenizeConfig(cut=parse_duration(cut) if cut else None, keep_short=keep_short,
                               max_length=max_length, pad=pad, with_tokens=with_tokens),
         group_size=group_size, meds=MedsOptions(labels, timezone, timeline_field))
+
+
+from ehrkit.cli.timeline_series import register as _register_series  # noqa: E402
+
+_register_series(app)
