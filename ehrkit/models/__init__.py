@@ -1,0 +1,1 @@
+"""Models: BERT encoders and Llama-shaped causal models (transformers), and a GRU; presets."""
