@@ -3,7 +3,7 @@
 # Python. Each table function sets REPLY; a value spec is choice:WORDS, file, dir or none.
 _ehrkit_subcommands() {
     case "$1" in
-        '') REPLY='synth notes timeline' ;;
+        '') REPLY='pretrain synth notes timeline' ;;
         synth) REPLY='notes clif series ner pairs' ;;
         notes) REPLY=clean ;;
         timeline) REPLY='tokenize series' ;;
@@ -13,6 +13,7 @@ _ehrkit_subcommands() {
 _ehrkit_options() {
     case "$1" in
         '') REPLY='--version -h --help' ;;
+        pretrain) REPLY='--objective -o --output --from --preset --init --from-scratch --vocab-size --exclude-ids --max-length --text-field --vocab --chunk --pad-between --labels --hidden --layers --dropout --batch-size --grad-accum --max-steps --epochs --lr --weight-decay --warmup --clip --eval-every --patience --max-minutes --val-fraction --resume --device --devices --seed -q --quiet -v --verbose -h --help' ;;
         synth) REPLY='-h --help' ;;
         'synth notes') REPLY='-n --count --seed -o --output --to --admissions -q --quiet -v --verbose -h --help' ;;
         'synth clif') REPLY='-n --count --seed -o --output -q --quiet -v --verbose -h --help' ;;
@@ -29,6 +30,37 @@ _ehrkit_options() {
 }
 _ehrkit_values() {
     case "$1" in
+        'pretrain|--objective') REPLY='choice:mlm clm multilabel' ;;
+        'pretrain|-o' | 'pretrain|--output') REPLY=dir ;;
+        'pretrain|--from') REPLY='choice:jsonl parquet' ;;
+        'pretrain|--preset') REPLY='choice:tiny small base' ;;
+        'pretrain|--init') REPLY=dir ;;
+        'pretrain|--vocab-size') REPLY=none ;;
+        'pretrain|--exclude-ids') REPLY=file ;;
+        'pretrain|--max-length') REPLY=none ;;
+        'pretrain|--text-field') REPLY=none ;;
+        'pretrain|--vocab') REPLY=none ;;
+        'pretrain|--chunk') REPLY=none ;;
+        'pretrain|--pad-between') REPLY=none ;;
+        'pretrain|--labels') REPLY=none ;;
+        'pretrain|--hidden') REPLY=none ;;
+        'pretrain|--layers') REPLY=none ;;
+        'pretrain|--dropout') REPLY=none ;;
+        'pretrain|--batch-size') REPLY=none ;;
+        'pretrain|--grad-accum') REPLY=none ;;
+        'pretrain|--max-steps') REPLY=none ;;
+        'pretrain|--epochs') REPLY=none ;;
+        'pretrain|--lr') REPLY=none ;;
+        'pretrain|--weight-decay') REPLY=none ;;
+        'pretrain|--warmup') REPLY=none ;;
+        'pretrain|--clip') REPLY=none ;;
+        'pretrain|--eval-every') REPLY=none ;;
+        'pretrain|--patience') REPLY=none ;;
+        'pretrain|--max-minutes') REPLY=none ;;
+        'pretrain|--val-fraction') REPLY=none ;;
+        'pretrain|--device') REPLY='choice:auto cpu cuda' ;;
+        'pretrain|--devices') REPLY=none ;;
+        'pretrain|--seed') REPLY=none ;;
         'synth notes|-n' | 'synth notes|--count') REPLY=none ;;
         'synth notes|--seed') REPLY=none ;;
         'synth notes|-o' | 'synth notes|--output') REPLY=file ;;
@@ -93,6 +125,7 @@ _ehrkit_values() {
 }
 _ehrkit_arguments() {
     case "$1" in
+        pretrain) REPLY=file ;;
         'notes clean') REPLY=file ;;
         'timeline tokenize') REPLY=file ;;
         'timeline series') REPLY=file ;;

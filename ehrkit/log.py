@@ -66,6 +66,11 @@ def error(text: str) -> None:
     _emit(f"error: {text}", style="bold red")
 
 
+def hint(text: str) -> None:
+    """How to fix an error: shown with it, also with -q."""
+    _emit(f"hint: {text}")
+
+
 class _Progress:
     """Counts work; draws a bar only when one is wanted."""
 

@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from ehrkit import __version__
-from ehrkit.cli import notes, synth, timeline
+from ehrkit.cli import notes, pretrain, synth, timeline
 
 app = typer.Typer(
     name="ehrkit",
@@ -30,6 +30,7 @@ app = typer.Typer(
 app.add_typer(synth.app, name="synth")
 app.add_typer(notes.app, name="notes")
 app.add_typer(timeline.app, name="timeline")
+app.command("pretrain")(pretrain.pretrain)
 
 
 def _version(value: bool) -> None:
@@ -101,7 +102,7 @@ def run(argv: list[str] | None = None) -> int:
             raise
         log.error(exc.message)
         if exc.hint:
-            log.info(f"hint: {exc.hint}")
+            log.hint(exc.hint)
         return exc.exit_code
     except OSError as exc:
         if _broken_pipe(exc):
@@ -123,7 +124,7 @@ def run(argv: list[str] | None = None) -> int:
         place = f" at {os.path.basename(frame.tb_frame.f_code.co_filename)}:{frame.tb_lineno}" \
             if frame is not None else ""
         log.error(f"internal error ({type(exc).__name__}{place})")
-        log.info("hint: rerun with EHRKIT_DEBUG=1 for the full traceback, and report it")
+        log.hint("rerun with EHRKIT_DEBUG=1 for the full traceback, and report it")
         return EXIT_DATA
 
 

@@ -93,6 +93,8 @@ def train(task: Task, config: TrainConfig, rt: Runtime, run_dir: Path, resume: b
              "bad_evals": 0, "elapsed": 0.0, "tokens": 0}
     if resume:
         state = checkpoint.load(run_dir / "checkpoint", model, optimizer, scheduler, rt.device)
+        if rt.main:
+            _forget_metrics_after(run_dir, state["step"])
         log.info(f"resumed at step {state['step']} of {total}")
     result, start, peak = Result(), time.perf_counter() - state["elapsed"], runtime.peak_flops(rt)
     window_tokens, window_start = 0, time.perf_counter()
@@ -268,6 +270,15 @@ def _record(run_dir: Path, rt: Runtime, result: Result, row: dict) -> None:
     parts = [f"step {row['step']}"] + [f"{k} {v:.4g}" for k, v in row.items()
                                       if k not in ("step", "epoch") and isinstance(v, float)]
     log.info("  ".join(parts))
+
+
+def _forget_metrics_after(run_dir: Path, step: int) -> None:
+    """Steps after the checkpoint are replayed on resume: drop their old metric lines."""
+    path = run_dir / "metrics.jsonl"
+    if path.exists():
+        rows = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        path.write_text("".join(row + "\n" for row in rows))
 
 
 def _fault_injection(step: int) -> None:

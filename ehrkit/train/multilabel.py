@@ -137,3 +137,16 @@ def _validation_rows(table: pa.Table, fraction: float, seed: int) -> np.ndarray:
             return split == "tuning"
     rng = np.random.default_rng(seed)
     return rng.random(len(table)) < fraction
+
+
+def build_task(table: pa.Table, options: dict, seed: int, source: str) -> MultilabelTask:
+    """The `pretrain --objective multilabel` entry point."""
+    labels = options.get("labels")
+    if not labels:
+        from ehrkit.errors import UsageError
+
+        raise UsageError("--objective multilabel needs --labels (e.g. phenotypes[:20])")
+    return MultilabelTask(table, list(labels), hidden_size=options.get("hidden_size", 300),
+                          num_layers=options.get("num_layers", 2),
+                          dropout=options.get("dropout", 0.3), seed=seed,
+                          val_fraction=options.get("val_fraction", 0.1), source=source)
