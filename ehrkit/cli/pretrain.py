@@ -40,14 +40,16 @@ def pretrain(
     run_dir: Annotated[str, _opt("-o", "--output", help="The run directory: the model, "
                                  "checkpoint/, metrics.jsonl, ehrkit.json.", metavar="DIR")] = "run",
     from_: FromFormat = None,
-    preset: Annotated[Preset, _opt("--preset", help="Model size (mlm, clm).")] = Preset.tiny,
+    preset: Annotated[Optional[Preset], _opt("--preset", help="Model size (mlm --from-scratch, "
+                                             "clm; default tiny).", show_default=False)] = None,
     init: Annotated[Optional[str], _opt("--init", help="mlm: continue from a local BERT "
                                         "checkpoint directory, keeping its vocabulary.",
                                         metavar="DIR")] = None,
     from_scratch: Annotated[bool, _opt("--from-scratch", help="mlm: train a WordPiece "
                                        "vocabulary on the corpus, then random weights.")] = False,
-    vocab_size: Annotated[int, _opt("--vocab-size", min=100, help="mlm --from-scratch: "
-                                    "WordPiece vocabulary size.")] = 30522,
+    vocab_size: Annotated[Optional[int], _opt("--vocab-size", min=100, help="mlm --from-scratch: "
+                                              "largest WordPiece vocabulary (default 30522).",
+                                              show_default=False)] = None,
     exclude_ids: Annotated[Optional[str], _opt("--exclude-ids", help="mlm: admissions or "
                                                "patients whose notes must not be seen (held-out "
                                                "test set), one id per line.", metavar="FILE")] = None,
@@ -127,10 +129,11 @@ def pretrain(
     from ehrkit.train.pretrain import PretrainRequest, run_pretrain
 
     options = {
-        "mlm": {"preset": preset.value, "init": init, "from_scratch": from_scratch,
+        "mlm": {"preset": preset.value if preset else None, "init": init, "from_scratch": from_scratch,
                 "vocab_size": vocab_size, "exclude_ids": exclude_ids, "max_length": max_length,
                 "text_field": text_field},
-        "clm": {"preset": preset.value, "vocab": vocab, "chunk": chunk, "pad_between": pad_between},
+        "clm": {"preset": preset.value if preset else None, "vocab": vocab, "chunk": chunk,
+                "pad_between": pad_between},
         "multilabel": {"labels": labels, "hidden_size": hidden, "num_layers": layers,
                        "dropout": dropout},
     }[objective.value] | {"val_fraction": val_fraction}
