@@ -38,10 +38,8 @@ fixed seed, so validation losses are comparable across evaluations.
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import json
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -50,14 +48,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from transformers import BertForMaskedLM, BertTokenizerFast
+from transformers import BertForMaskedLM
 from transformers.modeling_outputs import MaskedLMOutput
 
 from ehrkit.errors import DataError, MissingFieldError, UsageError
+from ehrkit.train.rows import drop_held_out, exclude, validation_notes
+from ehrkit.train.wordpiece import SPECIALS, train_vocabulary, write_vocab
 
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-ID_FIELDS = ("hadm_id", "subject_id", "patient_id")
-_WORD_START = "\u2581"
+__all__ = ["SPECIALS", "MlmTask", "build_task", "train_vocabulary"]
+
 
 
 @dataclass(frozen=True)
@@ -126,8 +125,9 @@ class MlmTask:
     def __init__(self, table: pa.Table, opts: MlmOptions, seed: int = 0, source: str = "input"):
         self.opts, self.seed = opts, seed
         summary: dict = {"input_notes": table.num_rows}
-        table, summary["excluded_notes"], summary["exclude_fields"] = exclude(table, opts, source)
-        table, summary["held_out_notes"] = _drop_held_out(table)
+        table, summary["excluded_notes"], summary["exclude_fields"] = exclude(
+            table, opts.exclude_ids, opts.id_field, source)
+        table, summary["held_out_notes"] = drop_held_out(table)
         texts, note_of = note_sentences(table, opts, source)
         is_val = validation_notes(table, opts.val_fraction, seed)
         train_sentence = ~is_val[note_of]
@@ -209,7 +209,7 @@ class MlmTask:
         (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         self.tokenizer.save_pretrained(directory)
         if not (directory / "vocab.txt").exists():  # for BERT tools that read vocab.txt only
-            _write_vocab(directory / "vocab.txt", self.tokenizer.get_vocab())
+            write_vocab(directory / "vocab.txt", self.tokenizer.get_vocab())
 
     def mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -350,90 +350,6 @@ def note_sentences(table: pa.Table, opts: MlmOptions, source: str) -> tuple[list
     return texts, np.repeat(np.arange(table.num_rows), counts.astype(np.int64))
 
 
-# ---------------------------------------------------------------------- notes kept
-
-
-def exclude(table: pa.Table, opts: MlmOptions, source: str) -> tuple[pa.Table, int, list[str]]:
-    """Drop the notes whose admission or patient is listed in `exclude_ids`."""
-    if not opts.exclude_ids:
-        return table, 0, []
-    wanted = [opts.id_field] if opts.id_field else list(ID_FIELDS)
-    listed = read_ids(opts.exclude_ids, wanted)
-    usable = [f for f in listed if f in table.column_names]
-    if not usable:
-        raise MissingFieldError(source, wanted[0] if len(wanted) == 1 else "/".join(wanted),
-                                table.column_names, "--id-field")
-    drop = np.zeros(table.num_rows, dtype=bool)
-    for name in usable:
-        values = pa.array(sorted(listed[name]), pa.string())
-        hit = pc.is_in(_id_strings(table[name].combine_chunks()), value_set=values)
-        drop |= hit.fill_null(False).to_numpy(zero_copy_only=False)
-    return table.filter(pa.array(~drop)), int(drop.sum()), usable
-
-
-def read_ids(path: str, fields_: list[str]) -> dict[str, set[str]]:
-    """Ids to exclude, by field. A records file (JSONL, Parquet) gives each of its id fields'
-    own ids: a file of test admissions that also names their patients drops every note of those
-    patients (`id_field` narrows it to one field). A plain list (one id per line, `#` comments)
-    applies to every id field, unless its first line names one: an id that happens to name both
-    an admission and a patient drops both, since leaking a test note is the worse error."""
-    from ehrkit.io import read_table
-
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"{path}: no such file or directory (--exclude-ids)")
-    head = b""
-    if p.is_file():
-        with open(p, "rb") as f:
-            head = f.read(64)
-    records = p.is_dir() or head[:4] == b"PAR1" or head.lstrip()[:1] == b"{" or \
-        p.name.lower().removesuffix(".gz").endswith((".jsonl", ".ndjson", ".json", ".parquet", ".pq"))
-    if records:
-        table = read_table(str(p))
-        present = [f for f in fields_ if f in table.column_names]
-        if not present:
-            raise MissingFieldError(path, "/".join(fields_), table.column_names, "--id-field")
-        return {f: set(_id_strings(table[f].combine_chunks()).drop_null().to_pylist()) for f in present}
-    raw = p.read_bytes()
-    lines = [line.strip() for line in (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
-             .decode("utf-8", errors="replace").splitlines()]
-    ids = {line for line in lines if line and not line.startswith("#")}
-    header = next((line for line in lines if line), None)
-    if header in fields_:
-        return {header: ids - {header}}
-    return {f: ids for f in fields_}
-
-
-def _id_strings(array: pa.Array) -> pa.Array:
-    """Ids as text, so `123`, `123.0` (a float column) and "123" all match."""
-    if pa.types.is_floating(array.type):
-        array = pc.cast(array, pa.int64(), safe=False)
-    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-        array = pc.cast(array, pa.string())
-    return pc.utf8_trim_whitespace(array.cast(pa.string()))
-
-
-def _drop_held_out(table: pa.Table) -> tuple[pa.Table, int]:
-    if "split" not in table.column_names:
-        return table, 0
-    held = pc.fill_null(pc.equal(table["split"], "held_out"), False)
-    return table.filter(pc.invert(held)), int(pc.sum(held).as_py() or 0)
-
-
-def validation_notes(table: pa.Table, fraction: float, seed: int) -> np.ndarray:
-    """The `tuning` split when there is one, else round(fraction x notes) notes chosen by seed
-    (at least one when the fraction is positive and there are two notes or more)."""
-    n = table.num_rows
-    if "split" in table.column_names:
-        tuning = pc.fill_null(pc.equal(table["split"], "tuning"), False).to_numpy(zero_copy_only=False)
-        if tuning.any():
-            return tuning
-    count = min(max(round(fraction * n), 1 if fraction > 0 and n > 1 else 0), max(n - 1, 0))
-    chosen = np.zeros(n, dtype=bool)
-    chosen[np.random.default_rng(seed).permutation(n)[:count]] = True
-    return chosen
-
-
 # ---------------------------------------------------------------------- models and vocabularies
 
 
@@ -481,31 +397,3 @@ def _new_model(opts: MlmOptions, vocab: int, pad_id: int, seed: int) -> SparseHe
         return SparseHeadBertForMaskedLM(config)
 
 
-def train_vocabulary(texts: list[str], vocab_size: int, max_length: int) -> BertTokenizerFast:
-    """An uncased WordPiece tokenizer learnt from `texts`, deterministically (module docstring)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-
-    bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
-    bpe.normalizer = normalizers.Sequence([normalizers.BertNormalizer(lowercase=True),
-                                           normalizers.Replace(_WORD_START, " ")])
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.BertPreTokenizer(),
-        pre_tokenizers.Metaspace(replacement=_WORD_START, prepend_scheme="always", split=False)])
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIALS,
-                                  limit_alphabet=1000, show_progress=False)
-    bpe.train_from_iterator(texts, trainer, length=len(texts))
-    learnt = [t for t, _ in sorted(bpe.get_vocab().items(), key=lambda kv: kv[1])]
-    alphabet = [t for t in learnt if len(t) == 1 and t != _WORD_START]
-    pieces = SPECIALS + [p for c in alphabet for p in (c, "##" + c)]
-    for token in learnt[len(SPECIALS):]:
-        pieces.append(token[1:] if token.startswith(_WORD_START) else "##" + token)
-    vocab = list(dict.fromkeys(p for p in pieces if p not in ("", "##")))[:max(vocab_size, len(SPECIALS))]
-    with tempfile.TemporaryDirectory() as tmp:
-        _write_vocab(Path(tmp) / "vocab.txt", {t: i for i, t in enumerate(vocab)})
-        tokenizer = BertTokenizerFast.from_pretrained(tmp, do_lower_case=True)
-    tokenizer.model_max_length = max_length
-    return tokenizer
-
-
-def _write_vocab(path: Path, vocab: dict[str, int]) -> None:
-    path.write_text("".join(f"{t}\n" for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])))
