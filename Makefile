@@ -21,12 +21,20 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install -q -e ".[dev]"
 	@mkdir -p $(dir $@) && touch $@
 
+EHRKIT = $(PYTHON) -m ehrkit
+
 demo: install
-	@mkdir -p $(OUT)
-	$(PYTHON) -m ehrkit synth notes -n 2000 --seed 1 -o $(OUT)/notes.jsonl --admissions $(OUT)/admissions.jsonl
-	$(PYTHON) -m ehrkit notes clean $(OUT)/notes.jsonl -o $(OUT)/notes.clean.parquet
-	@echo "first sentences of the cleaned notes:"
-	@$(PYTHON) -m ehrkit notes clean $(OUT)/notes.clean.parquet --explode -q | head -n 3
+	@rm -rf $(OUT) && mkdir -p $(OUT)
+	@echo "== notes: synthesise, clean, pretrain a tiny masked LM"
+	$(EHRKIT) synth notes -n 2000 --seed 1 -o $(OUT)/notes.jsonl --admissions $(OUT)/admissions.jsonl
+	$(EHRKIT) notes clean $(OUT)/notes.jsonl -o $(OUT)/notes.clean.parquet
+	@$(EHRKIT) notes clean $(OUT)/notes.clean.parquet --explode -q | head -n 2
+	$(EHRKIT) pretrain $(OUT)/notes.clean.parquet --from-scratch --vocab-size 4000 --max-steps 60 --eval-every 30 --lr 1e-3 -o $(OUT)/mlm
+	@echo "== timelines: synthesise CLIF, tokenize, pretrain a tiny causal model"
+	$(EHRKIT) synth clif -n 300 --seed 1 -o $(OUT)/clif
+	$(EHRKIT) timeline tokenize $(OUT)/clif --split --fit $(OUT)/vocab.json -o $(OUT)/timelines.parquet
+	$(EHRKIT) pretrain $(OUT)/timelines.parquet --objective clm --vocab $(OUT)/vocab.json --chunk 256 --max-steps 60 --eval-every 30 --lr 2e-3 -o $(OUT)/clm
+	@echo "== done: models in $(OUT)/mlm and $(OUT)/clm"
 
 test: install
 	$(PYTHON) -m pytest -q
