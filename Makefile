@@ -49,6 +49,7 @@ bench: install
 	$(PYTHON) -m pip install -q -e ".[dev,bench]"
 	$(PYTHON) bench/notes_clean.py
 	$(PYTHON) bench/timeline_tokenize.py
+	$(PYTHON) bench/pretrain.py
 
 lint: install
 	$(PYTHON) -m ruff check ehrkit tests bench

@@ -75,6 +75,7 @@ class Result:
     best_val_loss: float | None = None
     best_step: int | None = None
     tokens_per_s: float = 0.0
+    tokens: int = 0  # useful (non-padding) tokens trained on, in this process's run
     mfu: float | None = None
     seconds: float = 0.0
     stopped: str = "max steps"
@@ -139,6 +140,7 @@ def train(task: Task, config: TrainConfig, rt: Runtime, run_dir: Path, resume: b
     result.step, result.epoch = state["step"], state["epoch"]
     result.best_val_loss, result.best_step = state["best_val"], state["best_step"]
     result.seconds = time.perf_counter() - start
+    result.tokens = state["tokens"]
     result.tokens_per_s = state["tokens"] / max(result.seconds, 1e-9)
     return result
 

@@ -54,6 +54,7 @@ def run_pretrain(req: PretrainRequest) -> dict:
         summary = {"run_dir": str(req.run_dir), "objective": req.objective, "steps": result.step,
                    "val_loss": result.val_loss, "best_val_loss": result.best_val_loss,
                    "best_step": result.best_step, "train_loss": result.train_loss,
+                   "tokens": result.tokens,
                    "tokens_per_s": round(result.tokens_per_s, 1), "mfu": result.mfu,
                    "seconds": round(result.seconds, 2), "stopped": result.stopped}
         if rt.main:
