@@ -81,16 +81,18 @@ def test_resume_after_kill_9_reaches_the_same_weights(ehrkit, series, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_torchrun_matches_one_process_with_twice_the_batch(ehrkit, series, tmp_path,
+def test_two_process_torchrun_with_accumulation_matches_one_process(ehrkit, series, tmp_path,
                                                                         ehrkit_env):
     args = [str(series), "--objective", "multilabel", "--labels", "phenotypes[:20]", "--hidden",
             "16", "--lr", "5e-3", "--dropout", "0", "--max-steps", "12", "--eval-every", "6",
             "--device", "cpu", "-q"]
     one = ehrkit("pretrain", *args, "--batch-size", "16", "-o", "one")
     assert one.returncode == 0, one.stderr.decode()
+    # two ranks x 2 micro-batches of 4 rows = one process with 16 rows per step
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc-per-node", "2", "-m", "ehrkit", "pretrain", *args,
-                          "--batch-size", "8", "-o", "two"], cwd=tmp_path, env=ehrkit_env,
+                          "--batch-size", "4", "--grad-accum", "2", "-o", "two"], cwd=tmp_path,
+                         env=ehrkit_env,
                          capture_output=True, timeout=300)
     assert two.returncode == 0, two.stderr.decode()[-3000:]
     assert two.stdout.decode().count("\n") == 1  # only rank 0 writes the summary

@@ -15,6 +15,7 @@ import math
 import os
 import signal
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -155,13 +156,13 @@ def _step(task, ddp, batch, config, rt, optimizer, scheduler) -> tuple[float, in
     tokens = 0
     for i, part in enumerate(micro):
         part = {k: v.to(rt.device) for k, v in part.items()}
-        sync = i == len(micro) - 1 or not rt.distributed
-        context = ddp.no_sync() if not sync and hasattr(ddp, "no_sync") else _null()
-        with context, rt.autocast():
-            summed, count = task.loss(ddp, part)
-        # The mean needs the count over all micro-batches and ranks, known only at the end:
-        # backpropagate the sum now and rescale the gradients below.
-        with context:
+        last = i == len(micro) - 1
+        # Gradients are all-reduced once per step, on the last micro-batch.
+        with nullcontext() if last or not rt.distributed else ddp.no_sync():
+            with rt.autocast():
+                summed, count = task.loss(ddp, part)
+            # The mean needs the count over all micro-batches and ranks, known only at the
+            # end: backpropagate the sum now and rescale the gradients below.
             summed.backward()
         total_loss += summed.detach().float()
         total_count += count.detach().float()
@@ -179,14 +180,6 @@ def _step(task, ddp, batch, config, rt, optimizer, scheduler) -> tuple[float, in
     optimizer.zero_grad(set_to_none=True)
     global_loss = runtime.all_reduce_sum(total_loss.clone(), rt)
     return (global_loss / global_count.clamp(min=1)).item(), tokens
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 @torch.no_grad()
