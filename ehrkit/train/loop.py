@@ -128,7 +128,8 @@ def train(task: Task, config: TrainConfig, rt: Runtime, run_dir: Path, resume: b
             stop = _evaluate(task, model, eval_batches, config, rt, run_dir, state, result)
         if config.max_minutes and time.perf_counter() - start > config.max_minutes * 60:
             stop = stop or "max minutes"
-        stop = stop if runtime.broadcast_flag(stop is not None, rt) else None
+        # Rank 0 decides (clocks differ between ranks); every rank must stop at the same step.
+        stop = (stop or "max minutes") if runtime.broadcast_flag(stop is not None, rt) else None
         every = config.checkpoint_every or config.eval_every
         if state["step"] % every == 0 or stop or state["step"] == total:
             state["elapsed"] = time.perf_counter() - start
