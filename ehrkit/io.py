@@ -20,7 +20,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Mapping, Sequence
+from typing import IO, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -204,9 +204,6 @@ def read_table(paths: Sequence[str] | str = STDIO, fmt: str | None = None,
     return pa.concat_tables([pa.Table.from_batches([b]) for b in batches],
                             promote_options="permissive")
 
-
-def unify_schemas(schemas: Iterable[pa.Schema]) -> pa.Schema:
-    return pa.unify_schemas(list(schemas), promote_options="permissive")
 
 
 def _blocks(stream: IO[bytes], size: int) -> Iterator[tuple[int, bytes]]:

@@ -31,7 +31,6 @@ ABBREVIATIONS = (
 # fuse every short segment at once (no overlapping matches).
 END, START, FUSED = "\x1f", "\x1e", "\x1d"
 MARK = END + START + " "
-BOUNDARY = START
 _BOUNDARY_RE = r"([.!?]+[\"')\]]*)\s+"
 # A boundary after an abbreviation, an initial or a list number (1-2 digits) is undone.
 _PROTECTED_RE = (r"(?:(^|[ ])([0-9]{1,2})|(?-u:\b)(" + "|".join(
@@ -99,10 +98,10 @@ def fuse_expr(segments: pl.Expr, config: SegmentConfig) -> pl.Expr:
     first = pl.int_range(pl.len()) == 0
     marked = (pl.when(first).then(pl.element())
               .when(short).then(pl.lit(" ") + pl.element())
-              .otherwise(pl.lit(BOUNDARY) + pl.element()))
+              .otherwise(pl.lit(START) + pl.element()))
     joined = segments.list.eval(marked).list.join("")
     return pl.when(segments.list.len() == 0).then(pl.lit([], dtype=pl.List(pl.String))) \
-        .otherwise(joined.str.split(BOUNDARY))
+        .otherwise(joined.str.split(START))
 
 
 def fuse_lists(segments: list[list[str]], config: SegmentConfig) -> list[list[str]]:

@@ -16,7 +16,7 @@ import os
 import signal
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -87,8 +87,8 @@ def train(task: Task, config: TrainConfig, rt: Runtime, run_dir: Path, resume: b
     model = task.model.to(rt.device)
     ddp = runtime.wrap_ddp(model, rt)
     global_batch = config.batch_size * config.grad_accum * rt.world
-    steps_per_epoch = max(1, len(task.batches(0, global_batch)))
-    total = total_steps(config, steps_per_epoch)
+    batches = task.batches(0, global_batch)  # packing an epoch can be costly: once
+    total = total_steps(config, max(1, len(batches)))
     optimizer = make_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_decay(config, total))
     state = {"step": 0, "epoch": 0, "index": 0, "best_val": None, "best_step": None,
@@ -100,7 +100,8 @@ def train(task: Task, config: TrainConfig, rt: Runtime, run_dir: Path, resume: b
         log.info(f"resumed at step {state['step']} of {total}")
     result, start, peak = Result(), time.perf_counter() - state["elapsed"], runtime.peak_flops(rt)
     window_tokens, window_start = 0, time.perf_counter()
-    batches = task.batches(state["epoch"], global_batch)
+    if state["epoch"]:
+        batches = task.batches(state["epoch"], global_batch)
     eval_batches = task.eval_batches(global_batch)
     while state["step"] < total:
         if state["index"] >= len(batches):
@@ -282,7 +283,3 @@ def _fault_injection(step: int) -> None:
     at = os.environ.get("EHRKIT_KILL_AT_STEP")
     if at and int(at) == step:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def config_dict(config: TrainConfig) -> dict:
-    return asdict(config)
