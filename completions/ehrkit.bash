@@ -24,7 +24,7 @@ _ehrkit_options() {
         'notes clean') REPLY='-o --output --from --to --profile --deid --no-segment --explode --segmenter --min-chars --min-words --text-field --workers -q --quiet -v --verbose -h --help' ;;
         timeline) REPLY='-h --help' ;;
         'timeline tokenize') REPLY='-o --output --to --fit --vocab --split --split-fractions --splits-file --fit-all --cut --keep-short --max-length --pad --quantizer --discrete-max --fused --time-tokens --with-tokens --source --labels --timezone --timeline-field --group-size -q --quiet -v --verbose -h --help' ;;
-        'timeline series') REPLY='-o --output --to --source --hours --variables --impute --one-hot --no-one-hot --start --fit-normalizer --normalizer --split-field --train-ids --splits-file --limit --group-size -q --quiet -v --verbose -h --help' ;;
+        'timeline series') REPLY='-o --output --to --source --hours --variables --impute --one-hot --no-one-hot --start --fit-normalizer --normalizer --split-field --train-ids --splits-file --derive-labels --limit --group-size -q --quiet -v --verbose -h --help' ;;
         *) REPLY="" ;;
     esac
 }

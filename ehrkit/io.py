@@ -457,8 +457,12 @@ class RecordWriter:
         import pyarrow.parquet as pq
 
         if self._parquet is None:
+            # ehrkit's own schema metadata (label names, ...) is kept; other libraries' (pandas)
+            # would describe the input's columns, not these
+            ours = {k: v for k, v in (table.schema.metadata or {}).items()
+                    if k.startswith(b"ehrkit.")}
             self._schema = pa.schema([pa.field(f.name, pa.string()) if f.type == pa.null() else f
-                                      for f in table.schema])
+                                      for f in table.schema], metadata=ours or None)
             self._gate = _Gate(self._stream)
             sink = pa.PythonFile(self._gate, mode="w")
             self._parquet = pq.ParquetWriter(sink, self._schema, compression="zstd")

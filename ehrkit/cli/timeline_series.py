@@ -70,6 +70,12 @@ def series(
         "--splits-file", help="Splits from records with patient_id (or subject_id) and split, "
         "e.g. MEDS metadata/subject_splits.parquet: written to the split field and used to fit "
         "the normaliser.", metavar="PATH", show_default=False)] = None,
+    derive_labels: Annotated[bool, typer.Option(
+        "--derive-labels", help="Add 'derived' (list<int8>): per stay, 0/1 for about 20 "
+        "derangements (tachycardia HR > 100, hypotension MAP < 65, lactate > 2, ...) in the raw "
+        "values at ANY time of the whole stay, after hour T too: multi-label pretraining targets. "
+        "Labels whose variable the source lacks are left out; the names are in the Parquet "
+        "metadata key ehrkit.label_names and on stderr with their prevalences.")] = False,
     limit: Annotated[Optional[int], typer.Option(
         "--limit", min=0, help="Only the first N stays.", show_default=False)] = None,
     group_size: Annotated[int, typer.Option(
@@ -83,10 +89,10 @@ def series(
     respiratory_support) or PhysioNet 2019 .psv files, and writes one series record per stay:
     stay_id, patient_id, hours, values (T x C float32), mask (T x V int8, 1 = observed, one
     column per variable), length (bins before the stay ended), and labels (CLIF: mortality and
-    the split field; PhysioNet: sepsis). As the MIMIC-III benchmark: the last value in each
-    hour wins, categorical variables become one-hot columns (NAME->CATEGORY), and the
-    normaliser is fitted on training stays only and saved as JSON, never pickled. Memory is
-    bounded by --group-size.
+    the split field; PhysioNet: sepsis; with --derive-labels, derived). As the MIMIC-III
+    benchmark: the last value in each hour wins, categorical variables become one-hot columns
+    (NAME->CATEGORY), and the normaliser is fitted on training stays only and saved as JSON,
+    never pickled. Memory is bounded by --group-size.
 
     Examples:
 
@@ -98,6 +104,9 @@ def series(
       ehrkit timeline series other-hospital/ --normalizer stats.json -o external.parquet
 
       ehrkit timeline series training_setB.tar.gz --variables HR,O2Sat,MAP --impute none | head -n 1
+
+      ehrkit timeline series training_setB.tar.gz --derive-labels -o series.parquet && \
+          ehrkit pretrain series.parquet --objective multilabel --labels derived -o gru-run
     """
     setup(quiet, verbose)
     from ehrkit.timeline.series import SeriesConfig, write_series
@@ -105,7 +114,7 @@ def series(
     config = SeriesConfig(source=kind.value if kind else None, hours=hours, variables=variables,
                           impute=impute.value, one_hot=one_hot, start=start.value,
                           split_field=split_field, train_ids=train_ids, splits_file=splits_file,
-                          group_size=group_size, limit=limit)
+                          group_size=group_size, limit=limit, derive_labels=derive_labels)
     write_series(source, output, fmt(to), config, fit=fit_normalizer, normalizer=normalizer)
 
 

@@ -30,7 +30,9 @@ Record (`output_schema`): stay_id, patient_id (strings), hours (list<float32>, b
 0..T-1), values (list<list<float32>> T x C), mask (list<list<int8>> T x V), length (int32: how
 many bins the stay covers before discharge or its last PhysioNet row, at most T), then the
 source's labels: CLIF `mortality` (int8) and its split field when present; PhysioNet `sepsis`
-(int8). The layout matches `ehrkit synth series` where it applies.
+(int8); with `derive_labels`, `derived` (list<int8>, derangements over the whole stay, named in
+the schema metadata: see `series_labels`). The layout matches `ehrkit synth series` where it
+applies.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class SeriesConfig:
     splits_file: str | None = None  # records with patient_id (or subject_id) and split
     group_size: int = 1000  # stays per group: bounds memory
     limit: int | None = None  # only the first N stays
+    derive_labels: bool = False  # add `derived`, the labels of series_labels
 
 
 # ----------------------------------------------------------------------------- columns
@@ -300,7 +303,13 @@ class Series:
             raise UsageError("--hours and --group-size must be at least 1")
         self.config, self.kind = config, detect(path, config.source)
         self.variables = resolve(self.kind, config.variables)
-        self.source = open_source(path, self.kind, self.variables, config.start, config.split_field)
+        self.derived = None
+        if config.derive_labels:
+            from ehrkit.timeline.series_labels import DerivedLabels
+
+            self.derived = DerivedLabels(self.kind)
+        self.source = open_source(path, self.kind, self.variables, config.start, config.split_field,
+                                  extra=self.derived.variables if self.derived else ())
         missing = [v.name for v in self.variables if v.normal is None]
         if missing and config.impute in ("previous", "normal"):
             raise UsageError(f"no normal value for variable '{missing[0]}', which --impute "
@@ -316,7 +325,12 @@ class Series:
             self.splits = dict(zip(table["patient_id"].to_list(), table["split"].to_list()))
             if all(f.name != config.split_field for f in fields):
                 fields.append(pa.field(config.split_field, pa.string()))
+        if self.derived is not None:
+            self.derived.keep(self.source.extra_present)
+            fields.append(self.derived.field)
         self.schema = output_schema(fields)
+        if self.derived is not None:
+            self.schema = self.schema.with_metadata(self.derived.metadata())
 
     def grids(self) -> Iterator[tuple[Group, np.ndarray, np.ndarray, int]]:
         """(group, values stays x T x C, mask stays x T x V, ignored values) per group."""
@@ -381,6 +395,8 @@ class Series:
             summary.cells += mask.size
             summary.observed += int(mask.sum())
             summary.ignored += ignored
+            if self.derived is not None:
+                group.fields[self.derived.field.name] = self.derived.array(group.extremes)
             yield _record_batch(group, values, mask, self.schema, self.config.impute == "none")
 
 
@@ -460,3 +476,5 @@ def _report(series: Series, summary: Summary, seconds: float, fit: str | None) -
         log.warn(f"{summary.ignored} categorical values outside their categories were ignored")
     if fit:
         log.info(f"normaliser fitted on {summary.train} training stays: {fit}")
+    if series.derived is not None:
+        series.derived.report()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,13 +83,19 @@ def _check_number(path: Path, schema, column: str) -> None:
 
 class ClifSource:
     """CLIF 2.x hospitalizations; label `mortality` (int8): discharge_category 'Expired'. The
-    split field of clif_hospitalization, when present, is carried along."""
+    split field of clif_hospitalization, when present, is carried along.
+
+    An extra variable is present when its table exists and holds its category (or column) at
+    least once; extra variables are read from time zero to discharge_dttm (no end: all)."""
 
     def __init__(self, path: str, variables: list[Variable], start: str = "admission",
-                 split_field: str = "split"):
+                 split_field: str = "split", extra: Sequence[Variable] = ()):
         self.dir, self.variables, self.start = Path(path), variables, start
-        self.split_field = split_field
+        self.split_field, self.extra = split_field, list(extra)
         self.plans = self._plans()
+        self.extra_plans = self._extra_plans()
+        found = {v for plan in self.extra_plans for v in plan.codes.values()}
+        self.extra_present = [v in found for v in range(len(self.extra))]
         self.stays = self._stays()
         self.fields = [pa.field("mortality", pa.int8())]
         if "split" in self.stays.columns:
@@ -113,6 +119,31 @@ class ClifSource:
                 log.warn(f"{self.dir}: no clif_{table}.parquet: {', '.join(names)} never observed")
                 continue
             plan = self._plan(table, path, codes, custom)
+            if plan.codes:
+                plans.append(plan)
+        return plans
+
+    def _extra_plans(self) -> list[_Plan]:
+        """Plans for the extra variables; what the directory lacks is left out, quietly."""
+        import polars as pl
+
+        wanted: dict[str, dict[str, int]] = {}
+        for v, var in enumerate(self.extra):
+            for source in var.sources:
+                table, _, category = source.partition(":")
+                wanted.setdefault(table, {})[category] = v
+        plans = []
+        for table, codes in wanted.items():
+            path = self.dir / f"clif_{table}.parquet"
+            if not path.exists():
+                continue
+            if CLIF_TABLES[table][1] is None:  # wide: a column per variable
+                codes = {c: v for c, v in codes.items() if c in _schema(path).names()}
+            plan = self._plan(table, path, codes, set())
+            if plan.category is not None:
+                present = set(pl.scan_parquet(path).select(pl.col(plan.category).cast(pl.String)
+                                                           .unique()).collect().to_series())
+                plan.codes = {c: v for c, v in plan.codes.items() if c in present}
             if plan.codes:
                 plans.append(plan)
         return plans
@@ -224,20 +255,45 @@ class ClifSource:
             yield Group(stay_ids=pa.array(chunk["id"].to_list(), pa.string()),
                         patient_ids=pa.array(chunk["patient_id"].to_list(), pa.string()),
                         length=length.to_series().to_numpy(), fields=fields,
-                        events=self._events(chunk, hours), split=split)
+                        events=self._events(chunk, hours), split=split,
+                        extremes=self._extremes(chunk) if self.extra else None)
 
     def _events(self, chunk, hours: int) -> Events:
         import polars as pl
 
         if not self.plans:
             return Events.empty()
-        keys = chunk.select("id", pl.col("stay").cast(pl.Int64), "start").lazy()
-        lo, hi = chunk["id"][0], chunk["id"][-1]
-        frame = (pl.concat([plan.scan(lo, hi) for plan in self.plans], how="vertical_relaxed")
-                 .join(keys, on="id", how="inner")
-                 .filter(pl.col("value").is_not_null() & pl.col("value").is_not_nan()
-                         & (pl.col("time") >= pl.col("start")))
+        frame = (_observed(self.plans, chunk)
                  .with_columns(bin=(pl.col("time") - pl.col("start")) // HOUR_US)
                  .filter(pl.col("bin") < hours)
                  .select("stay", "var", "bin", "time", "value").collect())
         return Events(*(frame[c].to_numpy() for c in frame.columns))
+
+    def _extremes(self, chunk) -> np.ndarray:
+        """Min and max of each extra variable from time zero to discharge (Group.extremes)."""
+        import polars as pl
+
+        out = np.full((chunk.height, len(self.extra), 2), np.nan)
+        if not self.extra_plans:
+            return out
+        end = pl.col("end")
+        frame = (_observed(self.extra_plans, chunk)
+                 .filter(end.is_null() | (pl.col("time") <= end))
+                 .group_by("stay", "var")
+                 .agg(pl.col("value").min().alias("min"), pl.col("value").max().alias("max"))
+                 .collect())
+        stay, var = frame["stay"].to_numpy(), frame["var"].to_numpy()
+        out[stay, var, 0], out[stay, var, 1] = frame["min"].to_numpy(), frame["max"].to_numpy()
+        return out
+
+
+def _observed(plans: list[_Plan], chunk):
+    """The numeric values the plans read for a chunk of stays, from each stay's time zero on."""
+    import polars as pl
+
+    keys = chunk.select("id", pl.col("stay").cast(pl.Int64), "start", "end").lazy()
+    lo, hi = chunk["id"][0], chunk["id"][-1]
+    return (pl.concat([plan.scan(lo, hi) for plan in plans], how="vertical_relaxed")
+            .join(keys, on="id", how="inner")
+            .filter(pl.col("value").is_not_null() & pl.col("value").is_not_nan()
+                    & (pl.col("time") >= pl.col("start"))))

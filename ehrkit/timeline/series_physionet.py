@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +17,28 @@ from ehrkit.timeline.series_sources import (Events, Group, Variable)
 
 
 class PhysioNetSource:
-    """PhysioNet 2019 `.psv` stays; label `sepsis` (int8): any SepsisLabel == 1."""
+    """PhysioNet 2019 `.psv` stays; label `sepsis` (int8): any SepsisLabel == 1.
+
+    An extra variable is present when the first file's header has its column; a later file
+    without that column leaves it unobserved in its stay."""
 
     def __init__(self, path: str, variables: list[Variable], start: str = "admission",
-                 split_field: str = "split"):
+                 split_field: str = "split", extra: Sequence[Variable] = ()):
         if start != "admission":
             raise UsageError("--start icu is for CLIF sources",
                              hint="PhysioNet hours already count from ICU admission")
-        self.path, self.variables = path, variables
+        self.path, self.variables, self.extra = path, variables, list(extra)
         self.fields = [pa.field("sepsis", pa.int8())]
+        self.extra_present = self._present() if self.extra else []
+
+    def _present(self) -> list[bool]:
+        members = self._members()
+        try:
+            _, data = next(members, ("", b""))
+        finally:
+            members.close()
+        header = data.partition(b"\n")[0].strip().decode("utf-8", "replace").split("|")
+        return [bool(v.sources) and v.sources[0] in header for v in self.extra]
 
     def groups(self, hours: int, size: int, limit: int | None = None) -> Iterator[Group]:
         members: list[tuple[str, bytes]] = []
@@ -60,8 +73,10 @@ class PhysioNetSource:
         for header, indices in by_header.items():
             for i, table in zip(indices, self._read([members[i] for i in indices], header)):
                 tables[i] = table
-        rows = np.concatenate(tables)  # ICULOS, the variables, SepsisLabel (NaN if absent)
-        stay = np.repeat(np.arange(len(members)), [len(t) for t in tables])
+        rows = np.concatenate(tables)  # ICULOS, variables, extra variables, SepsisLabel (or NaN)
+        counts = np.array([len(t) for t in tables])
+        stay = np.repeat(np.arange(len(members)), counts)
+        grid = rows[:, 1:1 + len(self.variables)]
         length = np.zeros(len(members))
         np.maximum.at(length, stay, np.nan_to_num(rows[:, 0]))
         labelled = np.array([len(t) > 0 and not np.isnan(t[0, -1]) for t in tables])
@@ -71,10 +86,13 @@ class PhysioNetSource:
         return Group(stay_ids=ids, patient_ids=ids,
                      length=np.minimum(length, hours).astype(np.int32),
                      fields={"sepsis": pa.array((sepsis >= 1).astype(np.int8), mask=~labelled)},
-                     events=_wide_events(stay, rows[:, 0] - 1, rows[:, 1:-1], hours))
+                     events=_wide_events(stay, rows[:, 0] - 1, grid, hours),
+                     extremes=_extremes(counts, rows[:, 1 + grid.shape[1]:-1])
+                     if self.extra else None)
 
     def _read(self, members: list[tuple[str, bytes]], header: bytes) -> list[np.ndarray]:
-        """Per member, a rows x (V + 2) matrix: ICULOS, the variables, SepsisLabel."""
+        """Per member, a rows x (V + E + 2) matrix: ICULOS, the variables, the extra variables
+        (NaN where the header lacks one), SepsisLabel."""
         columns = header.decode("utf-8", "replace").split("|")
         first = members[0][0]
         for column in ("ICULOS", *(s for v in self.variables for s in v.sources)):
@@ -87,10 +105,14 @@ class PhysioNetSource:
         if frame is None or frame.height != sum(counts):
             raise _bad_member(members, columns)
         wanted = ["ICULOS", *(v.sources[0] if v.sources else None for v in self.variables),
+                  *(v.sources[0] if v.sources and v.sources[0] in columns else None
+                    for v in self.extra),
                   "SepsisLabel" if "SepsisLabel" in columns else None]
         present = [i for i, c in enumerate(wanted) if c]
         matrix = np.full((frame.height, len(wanted)), np.nan)
-        matrix[:, present] = frame.select([wanted[i] for i in present]).to_numpy()
+        unique = list(dict.fromkeys(wanted[i] for i in present))  # extra may repeat a variable
+        matrix[:, present] = frame.select(unique).to_numpy()[:, [unique.index(wanted[i])
+                                                                 for i in present]]
         return np.split(matrix, np.cumsum(counts)[:-1])
 
 
@@ -137,6 +159,18 @@ def _bad_member(members: list[tuple[str, bytes]], columns: list[str]) -> DataErr
 def _stem(name: str) -> str:
     base = os.path.basename(name.rsplit(":", 1)[-1])
     return base[:-4] if base.endswith(".psv") else base
+
+
+def _extremes(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per stay (its rows contiguous, `counts` of them), the min and max of each column over all
+    its rows: stays x columns x 2, NaN where a column is never observed."""
+    out = np.full((len(counts), values.shape[1], 2), np.nan)
+    nonempty = counts > 0
+    starts = (np.cumsum(counts) - counts)[nonempty]
+    if len(starts) and values.shape[1]:
+        out[nonempty, :, 0] = np.fmin.reduceat(values, starts, axis=0)
+        out[nonempty, :, 1] = np.fmax.reduceat(values, starts, axis=0)
+    return out
 
 
 def _wide_events(stay: np.ndarray, bins: np.ndarray, values: np.ndarray, hours: int) -> Events:

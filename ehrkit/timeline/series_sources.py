@@ -15,6 +15,10 @@ Memory is bounded by the group size: a group's events are read, placed and dropp
 next group. CLIF tables are filtered by a range of sorted hospitalization ids, so Parquet
 statistics skip the row groups of other stays when a table is clustered by id (as CLIF exports
 and `ehrkit synth clif` are); an unclustered table is rescanned for each group.
+
+A source can also be asked for `extra` variables (`--derive-labels`): for those it gives each
+group's per-stay minimum and maximum raw value over the whole stay (time zero to discharge, or
+every row of a PhysioNet file), not only over the T-hour grid.
 """
 
 from __future__ import annotations
@@ -224,6 +228,9 @@ class Group:
     fields: dict[str, pa.Array]
     events: Events
     split: np.ndarray | None = None  # split names, for choosing training stays
+    # stays x extra variables x (min, max) of the raw values over the whole stay; NaN: never
+    # observed. None when the source was asked for no extra variables.
+    extremes: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -250,12 +257,14 @@ def detect(path: str, override: str | None = None) -> str:
 
 
 def open_source(path: str, kind: str, variables: list[Variable], start: str = "admission",
-                split_field: str = "split"):
+                split_field: str = "split", extra: Sequence[Variable] = ()):
+    """The reader of a source. `extra` variables are summarised per stay (`Group.extremes`);
+    the reader's `extra_present` says which of them the source has at all."""
     if kind == "clif":
         from ehrkit.timeline.series_clif import ClifSource as Source
     else:
         from ehrkit.timeline.series_physionet import PhysioNetSource as Source
-    return Source(path, variables, start=start, split_field=split_field)
+    return Source(path, variables, start=start, split_field=split_field, extra=extra)
 
 
 # ----------------------------------------------------------------------------- PhysioNet
