@@ -1,0 +1,1 @@
+"""Evaluation: metrics, bootstrap confidence intervals and score aggregation (pure numpy)."""
