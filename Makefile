@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 OUT ?= out
 STAMP := .make/installed
 
-.PHONY: install demo test docs docs-check bench lint clean
+.PHONY: install demo test docs docs-check bench transfer lint clean
 
 install: $(STAMP)
 
@@ -31,10 +31,15 @@ demo: install
 	@$(EHRKIT) notes clean $(OUT)/notes.clean.parquet --explode -q | head -n 2
 	$(EHRKIT) pretrain $(OUT)/notes.clean.parquet --from-scratch --vocab-size 4000 --max-steps 60 --eval-every 30 --lr 1e-3 -o $(OUT)/mlm
 	@echo "== timelines: synthesise CLIF, tokenize, pretrain a tiny causal model"
-	$(EHRKIT) synth clif -n 300 --seed 1 -o $(OUT)/clif
+	$(EHRKIT) synth clif -n 1000 --seed 1 -o $(OUT)/clif
 	$(EHRKIT) timeline tokenize $(OUT)/clif --split --fit $(OUT)/vocab.json -o $(OUT)/timelines.parquet
-	$(EHRKIT) pretrain $(OUT)/timelines.parquet --objective clm --vocab $(OUT)/vocab.json --chunk 256 --max-steps 60 --eval-every 30 --lr 2e-3 -o $(OUT)/clm
-	@echo "== done: models in $(OUT)/mlm and $(OUT)/clm"
+	$(EHRKIT) pretrain $(OUT)/timelines.parquet --objective clm --vocab $(OUT)/vocab.json --chunk 512 --max-steps 60 --eval-every 30 --lr 2e-3 -o $(OUT)/clm
+	@echo "== first 24 hours: embed with the causal model, probe in-hospital death, evaluate"
+	$(EHRKIT) timeline tokenize $(OUT)/clif --split --vocab $(OUT)/vocab.json --cut 24h -o $(OUT)/first24h.parquet
+	$(EHRKIT) embed $(OUT)/first24h.parquet -m $(OUT)/clm -o $(OUT)/first24h.emb.parquet
+	$(EHRKIT) probe $(OUT)/first24h.emb.parquet --label-field same_admission_death -o $(OUT)/death.pred.parquet
+	$(EHRKIT) evaluate $(OUT)/death.pred.parquet --patient-field patient_id --plots $(OUT)/plots -o $(OUT)/death.metrics.jsonl
+	@echo "== done: models in $(OUT)/mlm and $(OUT)/clm; metrics in $(OUT)/death.metrics.jsonl, plots in $(OUT)/plots"
 
 test: install
 	$(PYTHON) -m pytest -q
@@ -50,6 +55,13 @@ bench: install
 	$(PYTHON) bench/notes_clean.py
 	$(PYTHON) bench/timeline_tokenize.py
 	$(PYTHON) bench/pretrain.py
+	$(PYTHON) bench/evaluate.py
+	$(PYTHON) bench/embed.py
+
+# Gupta et al.'s transfer protocol on synthetic series: pretrained GRU features + L1 probes vs
+# logistic regression on the benchmark's 714 hand-crafted statistics, across training fractions
+transfer: install
+	$(PYTHON) bench/transfer.py
 
 lint: install
 	$(PYTHON) -m ruff check ehrkit tests bench

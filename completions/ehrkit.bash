@@ -3,7 +3,7 @@
 # Python. Each table function sets REPLY; a value spec is choice:WORDS, file, dir or none.
 _ehrkit_subcommands() {
     case "$1" in
-        '') REPLY='pretrain synth notes timeline' ;;
+        '') REPLY='pretrain embed probe evaluate synth notes timeline' ;;
         synth) REPLY='notes clif series ner pairs' ;;
         notes) REPLY=clean ;;
         timeline) REPLY='tokenize series' ;;
@@ -14,6 +14,9 @@ _ehrkit_options() {
     case "$1" in
         '') REPLY='--version -h --help' ;;
         pretrain) REPLY='--objective -o --output --from --preset --init --from-scratch --vocab-size --exclude-ids --max-length --text-field --vocab --chunk --pad-between --labels --hidden --layers --dropout --batch-size --grad-accum --max-steps --epochs --lr --weight-decay --warmup --clip --eval-every --patience --max-minutes --val-fraction --resume --device --devices --seed -q --quiet -v --verbose -h --help' ;;
+        embed) REPLY='-m --model --handcrafted -o --output --from --to --pool --layer --hour --text-field --input-field --max-length --all-positions --trajectory --batch-size --batch-tokens --chunk-rows --device -q --quiet -v --verbose -h --help' ;;
+        probe) REPLY='-o --output --from --to --label-field --feature-field --task --positive --split-field --val-fraction --test-fraction --group-field --predict --model --penalty --C --save --load --outliers --train-fraction --shots --replicates --seed -q --quiet -v --verbose -h --help' ;;
+        evaluate) REPLY='-o --output --from --to --task --label-field --score-field --prediction-field --name --threshold --bootstrap --confidence --patient-field --by --aggregate --group-by --scale --compare --on --los-buckets --plots --seed -q --quiet -v --verbose -h --help' ;;
         synth) REPLY='-h --help' ;;
         'synth notes') REPLY='-n --count --seed -o --output --to --admissions -q --quiet -v --verbose -h --help' ;;
         'synth clif') REPLY='-n --count --seed -o --output -q --quiet -v --verbose -h --help' ;;
@@ -61,6 +64,61 @@ _ehrkit_values() {
         'pretrain|--device') REPLY='choice:auto cpu cuda' ;;
         'pretrain|--devices') REPLY=none ;;
         'pretrain|--seed') REPLY=none ;;
+        'embed|-m' | 'embed|--model') REPLY=dir ;;
+        'embed|-o' | 'embed|--output') REPLY=file ;;
+        'embed|--from') REPLY='choice:jsonl parquet' ;;
+        'embed|--to') REPLY='choice:jsonl parquet' ;;
+        'embed|--pool') REPLY='choice:cls mean last layers' ;;
+        'embed|--layer') REPLY=none ;;
+        'embed|--hour') REPLY=none ;;
+        'embed|--text-field') REPLY=none ;;
+        'embed|--input-field') REPLY=none ;;
+        'embed|--max-length') REPLY=none ;;
+        'embed|--batch-size') REPLY=none ;;
+        'embed|--batch-tokens') REPLY=none ;;
+        'embed|--chunk-rows') REPLY=none ;;
+        'embed|--device') REPLY='choice:auto cpu cuda' ;;
+        'probe|-o' | 'probe|--output') REPLY=file ;;
+        'probe|--from') REPLY='choice:jsonl parquet' ;;
+        'probe|--to') REPLY='choice:jsonl parquet' ;;
+        'probe|--label-field') REPLY=none ;;
+        'probe|--feature-field') REPLY=none ;;
+        'probe|--task') REPLY='choice:auto binary multiclass multilabel regression' ;;
+        'probe|--positive') REPLY=none ;;
+        'probe|--split-field') REPLY=none ;;
+        'probe|--val-fraction') REPLY=none ;;
+        'probe|--test-fraction') REPLY=none ;;
+        'probe|--group-field') REPLY=none ;;
+        'probe|--predict') REPLY='choice:held_out all' ;;
+        'probe|--model') REPLY='choice:auto logistic ridge' ;;
+        'probe|--penalty') REPLY='choice:l2 l1' ;;
+        'probe|--C') REPLY=none ;;
+        'probe|--save') REPLY=file ;;
+        'probe|--load') REPLY=file ;;
+        'probe|--train-fraction') REPLY=none ;;
+        'probe|--shots') REPLY=none ;;
+        'probe|--replicates') REPLY=none ;;
+        'probe|--seed') REPLY=none ;;
+        'evaluate|-o' | 'evaluate|--output') REPLY=file ;;
+        'evaluate|--from') REPLY='choice:jsonl parquet' ;;
+        'evaluate|--to') REPLY='choice:jsonl parquet' ;;
+        'evaluate|--task') REPLY='choice:auto binary multiclass multilabel regression sequence' ;;
+        'evaluate|--label-field') REPLY=none ;;
+        'evaluate|--score-field') REPLY=none ;;
+        'evaluate|--prediction-field') REPLY=none ;;
+        'evaluate|--name') REPLY=none ;;
+        'evaluate|--threshold') REPLY=none ;;
+        'evaluate|--bootstrap') REPLY=none ;;
+        'evaluate|--confidence') REPLY=none ;;
+        'evaluate|--patient-field') REPLY=none ;;
+        'evaluate|--by') REPLY=none ;;
+        'evaluate|--aggregate') REPLY='choice:clinicalbert mean max' ;;
+        'evaluate|--group-by') REPLY=none ;;
+        'evaluate|--scale') REPLY=none ;;
+        'evaluate|--compare') REPLY=file ;;
+        'evaluate|--on') REPLY=none ;;
+        'evaluate|--plots') REPLY=dir ;;
+        'evaluate|--seed') REPLY=none ;;
         'synth notes|-n' | 'synth notes|--count') REPLY=none ;;
         'synth notes|--seed') REPLY=none ;;
         'synth notes|-o' | 'synth notes|--output') REPLY=file ;;
@@ -126,6 +184,9 @@ _ehrkit_values() {
 _ehrkit_arguments() {
     case "$1" in
         pretrain) REPLY=file ;;
+        embed) REPLY=file ;;
+        probe) REPLY=file ;;
+        evaluate) REPLY=file ;;
         'notes clean') REPLY=file ;;
         'timeline tokenize') REPLY=file ;;
         'timeline series') REPLY=file ;;

@@ -375,6 +375,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     Works for files and directories: on any failure, Ctrl-C included, nothing is left behind.
     """
     target = Path(path)
+    if _is_stream(target):
+        # renaming a file onto /dev/null would replace the device itself
+        raise UsageError(f"{target}: a device or pipe cannot be written atomically; give a file")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
@@ -398,8 +401,20 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
 
 def output_format(path: str, override: str | None) -> str:
     if override or path != STDIO:
+        if not override and _is_stream(path):
+            return "jsonl"  # /dev/null, /dev/stdout, a named pipe: as stdout
         return format_from_name(path, override) or "jsonl"
     return "jsonl"
+
+
+def _is_stream(path: str) -> bool:
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
 class RecordWriter:
@@ -422,9 +437,11 @@ class RecordWriter:
         if self.path == STDIO:
             self._stream = sys.stdout.buffer
         else:
-            self._atomic = atomic_path(self.path)
-            tmp = self._atomic.__enter__()
-            raw = open(tmp, "wb")
+            if _is_stream(self.path):  # /dev/null, a pipe: written in place, never renamed onto
+                raw = open(self.path, "wb")
+            else:
+                self._atomic = atomic_path(self.path)
+                raw = open(self._atomic.__enter__(), "wb")
             gz = self.format == "jsonl" and self.path.endswith(".gz")
             self._stream = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) if gz else raw
             self._raw = raw

@@ -456,3 +456,11 @@ def test_notes_clean_on_empty_input_writes_valid_empty_output(shell, tmp_path, s
     table = pq.read_table(tmp_path / "out.parquet")
     assert table.num_rows == 0 and "text" in table.schema.names
     assert (tmp_path / "out.jsonl").read_bytes() == b""
+
+
+def test_writing_to_dev_null_leaves_the_device_alone(ehrkit):
+    done = ehrkit("synth", "notes", "-n", "3", "-o", "/dev/null")
+    assert done.returncode == 0, done.stderr
+    import stat
+
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)

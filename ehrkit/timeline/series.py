@@ -328,9 +328,11 @@ class Series:
         if self.derived is not None:
             self.derived.keep(self.source.extra_present)
             fields.append(self.derived.field)
-        self.schema = output_schema(fields)
+        # the value columns' names let later steps (hand-crafted features) map them to variables
+        metadata = {b"ehrkit.series": json.dumps({"columns": self.columns}).encode()}
         if self.derived is not None:
-            self.schema = self.schema.with_metadata(self.derived.metadata())
+            metadata.update(self.derived.metadata())
+        self.schema = output_schema(fields).with_metadata(metadata)
 
     def grids(self) -> Iterator[tuple[Group, np.ndarray, np.ndarray, int]]:
         """(group, values stays x T x C, mask stays x T x V, ignored values) per group."""
