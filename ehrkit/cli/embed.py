@@ -5,11 +5,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Optional
 
-import typer
 
-from ehrkit.cli.options import (FromFormat, Inputs, Quiet, ToFormat, Verbose, fmt, inputs,
+from ehrkit.cli.options import (Device, opt, FromFormat, Inputs, Quiet, ToFormat, Verbose, fmt, inputs,
                                 setup)
-from ehrkit.cli.pretrain import Device
 
 
 class Pool(str, Enum):
@@ -19,60 +17,57 @@ class Pool(str, Enum):
     layers = "layers"
 
 
-def _opt(*flags: str, help: str, **kw):
-    return typer.Option(*flags, help=help, **kw)
-
 
 def embed(
     paths: Inputs = None,
-    model: Annotated[Optional[str], _opt("-m", "--model", help="The model directory (from "
+    model: Annotated[Optional[str], opt("-m", "--model", help="The model directory (from "
                                          "`ehrkit pretrain`): a BERT masked LM (note records), "
                                          "a causal LM (sequence records) or a GRU (series "
                                          "records).", metavar="DIR", show_default=False)] = None,
-    handcrafted: Annotated[bool, _opt("--handcrafted", help="No model: the MIMIC-III "
+    handcrafted: Annotated[bool, opt("--handcrafted", help="No model: the MIMIC-III "
                                       "benchmark's hand-crafted statistics of series records "
                                       "(6 statistics x 7 sub-windows x each variable; 714 for "
                                       "the 17 benchmark variables).")] = False,
-    output: Annotated[str, _opt("-o", "--output", help="Output file, '-' (stdout), or a "
+    output: Annotated[str, opt("-o", "--output", help="Output file, '-' (stdout), or a "
                                 "directory (ends in '/' or has no extension) of Parquet parts.",
                                 metavar="PATH")] = "-",
     from_: FromFormat = None,
     to: ToFormat = None,
-    pool: Annotated[Optional[Pool], _opt("--pool", help="cls: the first token; mean: over real "
+    pool: Annotated[Optional[Pool], opt("--pool", help="cls: the first token; mean: over real "
                                          "tokens; last: the last real token (GRU: the top "
                                          "layer's state at the last hour); layers (GRU): every "
                                          "layer's state, concatenated. Default: cls for BERT, "
                                          "last for causal LMs, layers for GRUs.",
                                          show_default=False)] = None,
-    layer: Annotated[Optional[int], _opt("--layer", help="Transformers: hidden state L (0 the "
+    layer: Annotated[Optional[int], opt("--layer", help="Transformers: hidden state L (0 the "
                                          "embeddings, -1 the last layer, the default). GRU: the "
                                          "one layer L (0-based; implies --pool last).",
                                          show_default=False)] = None,
-    hour: Annotated[Optional[int], _opt("--hour", min=1, help="GRU: the state after H hours "
+    hour: Annotated[Optional[int], opt("--hour", min=1, help="GRU: the state after H hours "
                                         "(clipped to the stay's length) instead of the last "
                                         "hour.", metavar="H", show_default=False)] = None,
-    text_field: Annotated[str, _opt("--text-field", help="BERT: the note text (a string, or a "
+    text_field: Annotated[str, opt("--text-field", help="BERT: the note text (a string, or a "
                                     "list of sentences joined with spaces; without 'text', "
                                     "'sentences' is used).")] = "text",
-    input_field: Annotated[str, _opt("--input-field", help="Causal LM: the token ids.")] = "input_ids",
-    max_length: Annotated[Optional[int], _opt("--max-length", min=1, help="Tokens per input; "
+    input_field: Annotated[str, opt("--input-field", help="Causal LM: the token ids.")] = "input_ids",
+    max_length: Annotated[Optional[int], opt("--max-length", min=1, help="Tokens per input; "
                                               "longer ones are truncated (and counted). "
                                               "Default: the model's positions.",
                                               show_default=False)] = None,
-    all_positions: Annotated[bool, _opt("--all-positions", help="Also write 'states': the "
+    all_positions: Annotated[bool, opt("--all-positions", help="Also write 'states': the "
                                         "state at every real position (float16).")] = False,
-    trajectory: Annotated[bool, _opt("--trajectory", help="Also write traj_length, max_jump "
+    trajectory: Annotated[bool, opt("--trajectory", help="Also write traj_length, max_jump "
                                      "and mean_jump: L2 distances between consecutive "
                                      "positions' states (one position: 0, null, null).")] = False,
-    batch_size: Annotated[Optional[int], _opt("--batch-size", min=1, help="Rows per batch (alone: "
+    batch_size: Annotated[Optional[int], opt("--batch-size", min=1, help="Rows per batch (alone: "
                                               "exactly this many; with --batch-tokens: at most).",
                                               show_default=False)] = None,
-    batch_tokens: Annotated[Optional[int], _opt("--batch-tokens", min=1, help="Padded tokens "
+    batch_tokens: Annotated[Optional[int], opt("--batch-tokens", min=1, help="Padded tokens "
                                                 "per batch (rows x longest row; default 16384).",
                                                 show_default=False)] = None,
-    chunk_rows: Annotated[int, _opt("--chunk-rows", min=1, help="Records read, sorted and "
+    chunk_rows: Annotated[int, opt("--chunk-rows", min=1, help="Records read, sorted and "
                                     "embedded at a time (bounds memory).")] = 2048,
-    device: Annotated[Device, _opt("--device", help="auto: CUDA when present.")] = Device.auto,
+    device: Annotated[Device, opt("--device", help="auto: CUDA when present.")] = Device.auto,
     quiet: Quiet = False,
     verbose: Verbose = 0,
 ) -> None:

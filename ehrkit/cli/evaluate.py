@@ -5,9 +5,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, List, Optional
 
-import typer
 
-from ehrkit.cli.options import FromFormat, Inputs, Output, Quiet, Seed, ToFormat, Verbose, fmt, inputs, setup
+from ehrkit.cli.options import (FromFormat, Inputs, Output, Quiet, Seed, ToFormat, Verbose, fmt, inputs,
+                                opt, setup)
 
 
 class Task(str, Enum):
@@ -25,50 +25,47 @@ class Aggregation(str, Enum):
     max = "max"
 
 
-def _opt(*flags: str, help: str, **kw):
-    return typer.Option(*flags, help=help, **kw)
-
 
 def evaluate(
     paths: Inputs = None,
     output: Output = "-",
     from_: FromFormat = None,
     to: ToFormat = None,
-    task: Annotated[Task, _opt("--task", help="auto: from the field types (see below).")] = Task.auto,
-    label_field: Annotated[str, _opt("--label-field", help="The true label.")] = "label",
-    score_field: Annotated[str, _opt("--score-field", help="The predicted probability, "
+    task: Annotated[Task, opt("--task", help="auto: from the field types (see below).")] = Task.auto,
+    label_field: Annotated[str, opt("--label-field", help="The true label.")] = "label",
+    score_field: Annotated[str, opt("--score-field", help="The predicted probability, "
                                      "probabilities or value.")] = "score",
-    prediction_field: Annotated[str, _opt("--prediction-field", help="sequence: the predicted "
+    prediction_field: Annotated[str, opt("--prediction-field", help="sequence: the predicted "
                                           "tags.")] = "prediction",
-    name: Annotated[Optional[str], _opt("--name", help="The task name in the metric records "
+    name: Annotated[Optional[str], opt("--name", help="The task name in the metric records "
                                         "(default: the label field).", show_default=False)] = None,
-    threshold: Annotated[float, _opt("--threshold", help="binary: scores at or above it are "
+    threshold: Annotated[float, opt("--threshold", help="binary: scores at or above it are "
                                      "positive (accuracy, F1, ...).")] = 0.5,
-    bootstrap: Annotated[int, _opt("--bootstrap", min=0, help="Resamples for the intervals "
+    bootstrap: Annotated[int, opt("--bootstrap", min=0, help="Resamples for the intervals "
                                    "(0: none; the MIMIC-III benchmark uses 10000).")] = 1000,
-    confidence: Annotated[float, _opt("--confidence", help="Interval coverage.")] = 0.95,
-    patient_field: Annotated[Optional[str], _opt("--patient-field", help="Resample patients, "
+    confidence: Annotated[float, opt("--confidence", help="Interval coverage.")] = 0.95,
+    patient_field: Annotated[Optional[str], opt("--patient-field", help="Resample patients, "
                                                  "not rows: a patient's rows move together.",
                                                  show_default=False)] = None,
-    by: Annotated[Optional[List[str]], _opt("--by", help="Also report each value of this field "
+    by: Annotated[Optional[List[str]], opt("--by", help="Also report each value of this field "
                                             "(repeatable), e.g. --by sex.", show_default=False)] = None,
-    aggregate: Annotated[Optional[Aggregation], _opt(
+    aggregate: Annotated[Optional[Aggregation], opt(
         "--aggregate", help="Combine chunk scores per --group-by first; clinicalbert: "
         "(P_max + P_mean n/c) / (1 + n/c).", show_default=False)] = None,
-    group_by: Annotated[Optional[List[str]], _opt("--group-by", help="The fields of one group "
+    group_by: Annotated[Optional[List[str]], opt("--group-by", help="The fields of one group "
                                                   "(e.g. hadm_id).", show_default=False)] = None,
-    scale: Annotated[float, _opt("--scale", min=0.0, help="clinicalbert: the scaling "
+    scale: Annotated[float, opt("--scale", min=0.0, help="clinicalbert: the scaling "
                                  "factor c.")] = 2.0,
-    compare: Annotated[Optional[List[str]], _opt("--compare", help="Predictions of another "
+    compare: Annotated[Optional[List[str]], opt("--compare", help="Predictions of another "
                                                  "model on the same rows: paired difference "
                                                  "(b - a) with its interval.", metavar="FILE",
                                                  show_default=False)] = None,
-    on: Annotated[Optional[List[str]], _opt("--on", help="--compare: the id fields that match "
+    on: Annotated[Optional[List[str]], opt("--on", help="--compare: the id fields that match "
                                             "rows (default: row order).", show_default=False)] = None,
-    los_buckets: Annotated[bool, _opt("--los-buckets", help="regression on stay lengths in days: "
+    los_buckets: Annotated[bool, opt("--los-buckets", help="regression on stay lengths in days: "
                                       "also Cohen's kappa (linear) on the benchmark's 10 "
                                       "buckets.")] = False,
-    plots: Annotated[Optional[str], _opt("--plots", help="Write ROC, precision-recall and "
+    plots: Annotated[Optional[str], opt("--plots", help="Write ROC, precision-recall and "
                                          "calibration PNGs here.", metavar="DIR",
                                          show_default=False)] = None,
     seed: Seed = 0,

@@ -31,6 +31,17 @@ ToFormat = Annotated[
     typer.Option("--to", help="Output format (default: from the extension; JSONL on stdout).",
                  show_default=False),
 ]
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def opt(*flags: str, help: str, **kw):
+    """typer.Option with the help text required: every flag is documented in --help and man."""
+    return typer.Option(*flags, help=help, **kw)
+
+
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Only errors on stderr.")]
 Verbose = Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail on stderr.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same output.")]

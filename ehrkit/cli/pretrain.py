@@ -8,7 +8,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from ehrkit.cli.options import FromFormat, Inputs, Quiet, Seed, Verbose, fmt, inputs, setup
+from ehrkit.cli.options import Device, opt, FromFormat, Inputs, Quiet, Seed, Verbose, fmt, inputs, setup
 
 
 class Objective(str, Enum):
@@ -23,73 +23,65 @@ class Preset(str, Enum):
     base = "base"
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-def _opt(*flags: str, help: str, **kw):
-    return typer.Option(*flags, help=help, **kw)
 
 
 def pretrain(
     paths: Inputs = None,
-    objective: Annotated[Objective, _opt("--objective", help="mlm: notes; clm: timelines from "
+    objective: Annotated[Objective, opt("--objective", help="mlm: notes; clm: timelines from "
                                          "`timeline tokenize`; multilabel: series.")] = Objective.mlm,
-    run_dir: Annotated[str, _opt("-o", "--output", help="The run directory: the model, "
+    run_dir: Annotated[str, opt("-o", "--output", help="The run directory: the model, "
                                  "checkpoint/, metrics.jsonl, ehrkit.json.", metavar="DIR")] = "run",
     from_: FromFormat = None,
-    preset: Annotated[Optional[Preset], _opt("--preset", help="Model size (mlm --from-scratch, "
+    preset: Annotated[Optional[Preset], opt("--preset", help="Model size (mlm --from-scratch, "
                                              "clm; default tiny).", show_default=False)] = None,
-    init: Annotated[Optional[str], _opt("--init", help="mlm: continue from a local BERT "
+    init: Annotated[Optional[str], opt("--init", help="mlm: continue from a local BERT "
                                         "checkpoint directory, keeping its vocabulary.",
                                         metavar="DIR")] = None,
-    from_scratch: Annotated[bool, _opt("--from-scratch", help="mlm: train a WordPiece "
+    from_scratch: Annotated[bool, opt("--from-scratch", help="mlm: train a WordPiece "
                                        "vocabulary on the corpus, then random weights.")] = False,
-    vocab_size: Annotated[Optional[int], _opt("--vocab-size", min=100, help="mlm --from-scratch: "
+    vocab_size: Annotated[Optional[int], opt("--vocab-size", min=100, help="mlm --from-scratch: "
                                               "largest WordPiece vocabulary (default 30522).",
                                               show_default=False)] = None,
-    exclude_ids: Annotated[Optional[str], _opt("--exclude-ids", help="mlm: admissions or "
+    exclude_ids: Annotated[Optional[str], opt("--exclude-ids", help="mlm: admissions or "
                                                "patients whose notes must not be seen (held-out "
                                                "test set), one id per line.", metavar="FILE")] = None,
-    max_length: Annotated[int, _opt("--max-length", min=8, help="mlm: sequence length.")] = 128,
-    text_field: Annotated[str, _opt("--text-field", help="mlm: the text field.")] = "text",
-    vocab: Annotated[Optional[str], _opt("--vocab", help="clm: the timeline vocabulary "
+    max_length: Annotated[int, opt("--max-length", min=8, help="mlm: sequence length.")] = 128,
+    text_field: Annotated[str, opt("--text-field", help="mlm: the text field.")] = "text",
+    vocab: Annotated[Optional[str], opt("--vocab", help="clm: the timeline vocabulary "
                                          "(JSON from timeline tokenize --fit).",
                                          metavar="VOCAB")] = None,
-    chunk: Annotated[int, _opt("--chunk", min=8, help="clm: packed sequence length.")] = 1024,
-    pad_between: Annotated[float, _opt("--pad-between", min=0.0, help="clm: mean number "
+    chunk: Annotated[int, opt("--chunk", min=8, help="clm: packed sequence length.")] = 1024,
+    pad_between: Annotated[float, opt("--pad-between", min=0.0, help="clm: mean number "
                                        "(Poisson) of PAD tokens between timelines; 0 packs "
                                        "back to back.")] = 7.0,
-    labels: Annotated[Optional[List[str]], _opt("--labels", help="multilabel: label fields, "
+    labels: Annotated[Optional[List[str]], opt("--labels", help="multilabel: label fields, "
                                                 "e.g. mortality or phenotypes[:20].")] = None,
-    hidden: Annotated[int, _opt("--hidden", min=1, help="multilabel: GRU hidden size.")] = 300,
-    layers: Annotated[int, _opt("--layers", min=1, help="multilabel: GRU layers.")] = 2,
-    dropout: Annotated[float, _opt("--dropout", min=0.0, max=0.9, help="multilabel: dropout.")] = 0.3,
-    batch_size: Annotated[int, _opt("--batch-size", min=1, help="Per device and step "
+    hidden: Annotated[int, opt("--hidden", min=1, help="multilabel: GRU hidden size.")] = 300,
+    layers: Annotated[int, opt("--layers", min=1, help="multilabel: GRU layers.")] = 2,
+    dropout: Annotated[float, opt("--dropout", min=0.0, max=0.9, help="multilabel: dropout.")] = 0.3,
+    batch_size: Annotated[int, opt("--batch-size", min=1, help="Per device and step "
                                     "(before accumulation).")] = 8,
-    grad_accum: Annotated[int, _opt("--grad-accum", min=1, help="Gradient accumulation.")] = 1,
-    max_steps: Annotated[Optional[int], _opt("--max-steps", min=1, help="Optimizer steps.")] = None,
-    epochs: Annotated[Optional[float], _opt("--epochs", min=0.0, help="Epochs (when no "
+    grad_accum: Annotated[int, opt("--grad-accum", min=1, help="Gradient accumulation.")] = 1,
+    max_steps: Annotated[Optional[int], opt("--max-steps", min=1, help="Optimizer steps.")] = None,
+    epochs: Annotated[Optional[float], opt("--epochs", min=0.0, help="Epochs (when no "
                                             "--max-steps; default 1).")] = None,
-    lr: Annotated[float, _opt("--lr", min=0.0, help="Peak learning rate (AdamW).")] = 5e-5,
-    weight_decay: Annotated[float, _opt("--weight-decay", min=0.0, help="Not applied to "
+    lr: Annotated[float, opt("--lr", min=0.0, help="Peak learning rate (AdamW).")] = 5e-5,
+    weight_decay: Annotated[float, opt("--weight-decay", min=0.0, help="Not applied to "
                                         "biases and norms.")] = 0.01,
-    warmup: Annotated[float, _opt("--warmup", min=0.0, help="Linear warmup: a fraction of "
+    warmup: Annotated[float, opt("--warmup", min=0.0, help="Linear warmup: a fraction of "
                                   "the steps (< 1) or a number of steps.")] = 0.1,
-    clip: Annotated[float, _opt("--clip", min=0.0, help="Gradient norm clip (0: off).")] = 1.0,
-    eval_every: Annotated[int, _opt("--eval-every", min=1, help="Validate every N steps.")] = 100,
-    patience: Annotated[Optional[int], _opt("--patience", min=1, help="Stop after N "
+    clip: Annotated[float, opt("--clip", min=0.0, help="Gradient norm clip (0: off).")] = 1.0,
+    eval_every: Annotated[int, opt("--eval-every", min=1, help="Validate every N steps.")] = 100,
+    patience: Annotated[Optional[int], opt("--patience", min=1, help="Stop after N "
                                             "validations without improvement.")] = None,
-    max_minutes: Annotated[Optional[float], _opt("--max-minutes", min=0.0, help="Stop "
+    max_minutes: Annotated[Optional[float], opt("--max-minutes", min=0.0, help="Stop "
                                                  "(with a checkpoint) after this long.")] = None,
-    val_fraction: Annotated[float, _opt("--val-fraction", min=0.0, max=0.9, help="Held out "
+    val_fraction: Annotated[float, opt("--val-fraction", min=0.0, max=0.9, help="Held out "
                                         "for validation when records have no split.")] = 0.05,
-    resume: Annotated[bool, _opt("--resume", help="Continue the run in --output from its "
+    resume: Annotated[bool, opt("--resume", help="Continue the run in --output from its "
                                  "last checkpoint.")] = False,
-    device: Annotated[Device, _opt("--device", help="auto: CUDA when present.")] = Device.auto,
-    devices: Annotated[Optional[str], _opt("--devices", help="Launch torchrun with N processes "
+    device: Annotated[Device, opt("--device", help="auto: CUDA when present.")] = Device.auto,
+    devices: Annotated[Optional[str], opt("--devices", help="Launch torchrun with N processes "
                                            "on this machine (or 'auto': one per GPU).",
                                            metavar="N")] = None,
     seed: Seed = 0,

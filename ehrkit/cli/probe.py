@@ -5,9 +5,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, List, Optional
 
-import typer
 
-from ehrkit.cli.options import (FromFormat, Inputs, Output, Quiet, Seed, ToFormat, Verbose, fmt,
+from ehrkit.cli.options import (opt, FromFormat, Inputs, Output, Quiet, Seed, ToFormat, Verbose, fmt,
                                 inputs, setup)
 
 
@@ -35,9 +34,6 @@ class Penalty(str, Enum):
     l1 = "l1"
 
 
-def _opt(*flags: str, help: str, **kw):
-    return typer.Option(*flags, help=help, **kw)
-
 
 def _numbers(text: Optional[str], kind, flag: str) -> Optional[list]:
     """'1e-3,0.1,1' -> [0.001, 0.1, 1.0]; a bad item is a usage error."""
@@ -57,50 +53,50 @@ def probe(
     output: Output = "-",
     from_: FromFormat = None,
     to: ToFormat = None,
-    label_field: Annotated[Optional[List[str]], _opt(
+    label_field: Annotated[Optional[List[str]], opt(
         "--label-field", help="Label to predict; repeat it (or separate with commas) for "
         "several, or name a list field (phenotypes, phenotypes[:20]): one probe per label.",
         metavar="FIELD", show_default=False)] = None,
-    feature_field: Annotated[str, _opt("--feature-field", help="The embedding field.")] = "embedding",
-    task: Annotated[Task, _opt("--task", help="auto: 2 values binary, >20 distinct numbers "
+    feature_field: Annotated[str, opt("--feature-field", help="The embedding field.")] = "embedding",
+    task: Annotated[Task, opt("--task", help="auto: 2 values binary, >20 distinct numbers "
                                "regression, else multiclass; several labels multilabel.")] = Task.auto,
-    positive: Annotated[Optional[str], _opt(
+    positive: Annotated[Optional[str], opt(
         "--positive", help="Binary: the positive value (default: the larger of the two in "
         "sorted order, e.g. 1, true, 'yes').", metavar="VALUE", show_default=False)] = None,
-    split_field: Annotated[str, _opt("--split-field", help="Field naming each row's split: "
+    split_field: Annotated[str, opt("--split-field", help="Field naming each row's split: "
                                      "train fits, tuning (val) chooses C, held_out (test) is "
                                      "predicted.")] = "split",
-    val_fraction: Annotated[float, _opt("--val-fraction", min=0.0, max=0.9, help="Without a "
+    val_fraction: Annotated[float, opt("--val-fraction", min=0.0, max=0.9, help="Without a "
                                         "split field: share of rows (or groups) for tuning.")] = 0.15,
-    test_fraction: Annotated[float, _opt("--test-fraction", min=0.0, max=0.9, help="Without a "
+    test_fraction: Annotated[float, opt("--test-fraction", min=0.0, max=0.9, help="Without a "
                                          "split field: share for held_out.")] = 0.2,
-    group_field: Annotated[Optional[str], _opt(
+    group_field: Annotated[Optional[str], opt(
         "--group-field", help="Without a split field: keep rows with the same value (e.g. "
         "patient_id) in one split.", metavar="FIELD", show_default=False)] = None,
-    predict: Annotated[Predict, _opt("--predict", help="Rows to write: held_out, or all (with "
+    predict: Annotated[Predict, opt("--predict", help="Rows to write: held_out, or all (with "
                                      "their split). --load without a split field scores every "
                                      "row.")] = Predict.held_out,
-    model: Annotated[Model, _opt("--model", help="auto: logistic regression for classes, "
+    model: Annotated[Model, opt("--model", help="auto: logistic regression for classes, "
                                  "ridge for regression targets.")] = Model.auto,
-    penalty: Annotated[Penalty, _opt("--penalty", help="l2, or l1 (sparse weights; Gupta et "
+    penalty: Annotated[Penalty, opt("--penalty", help="l2, or l1 (sparse weights; Gupta et "
                                      "al.).")] = Penalty.l2,
-    c_grid: Annotated[Optional[str], _opt(
+    c_grid: Annotated[Optional[str], opt(
         "--C", help="Inverse regularisation strengths, comma-separated, chosen on the tuning "
         "rows; one value skips the search. Default 1e-5,1e-4,...,100 (l1: 0.001 to 1).", metavar="LIST",
         show_default=False)] = None,
-    save: Annotated[Optional[str], _opt("--save", help="Save the fitted probe as JSON.",
+    save: Annotated[Optional[str], opt("--save", help="Save the fitted probe as JSON.",
                                         metavar="PATH", show_default=False)] = None,
-    load: Annotated[Optional[str], _opt("--load", help="Apply a saved probe (no fitting).",
+    load: Annotated[Optional[str], opt("--load", help="Apply a saved probe (no fitting).",
                                         metavar="PATH", show_default=False)] = None,
-    outliers: Annotated[bool, _opt("--outliers", help="Add outlier_score and outlier from an "
+    outliers: Annotated[bool, opt("--outliers", help="Add outlier_score and outlier from an "
                                    "IsolationForest fitted on the training rows.")] = False,
-    train_fraction: Annotated[Optional[str], _opt(
+    train_fraction: Annotated[Optional[str], opt(
         "--train-fraction", help="Learning curve over shares of the training rows, e.g. "
         "0.01,0.1,0.5,1 (writes metric records).", metavar="LIST", show_default=False)] = None,
-    shots: Annotated[Optional[str], _opt(
+    shots: Annotated[Optional[str], opt(
         "--shots", help="Few-shot curve: k rows of each class, e.g. 1,2,4,8,16 (writes metric "
         "records).", metavar="LIST", show_default=False)] = None,
-    replicates: Annotated[int, _opt("--replicates", min=1, help="Draws per curve point.")] = 5,
+    replicates: Annotated[int, opt("--replicates", min=1, help="Draws per curve point.")] = 5,
     seed: Seed = 0,
     quiet: Quiet = False,
     verbose: Verbose = 0,

@@ -102,13 +102,8 @@ class ClifSource:
             self.fields.append(pa.field(split_field, pa.string()))
 
     def _plans(self) -> list[_Plan]:
-        wanted: dict[str, dict[str, int]] = {}
-        for v, var in enumerate(self.variables):
-            for source in var.sources:
-                table, _, category = source.partition(":")
-                wanted.setdefault(table, {})[category] = v
         plans = []
-        for table, codes in wanted.items():
+        for table, codes in _by_table(self.variables).items():
             path = self.dir / f"clif_{table}.parquet"
             custom = {c for c, v in codes.items() if self.variables[v].custom}
             if not path.exists():
@@ -127,13 +122,8 @@ class ClifSource:
         """Plans for the extra variables; what the directory lacks is left out, quietly."""
         import polars as pl
 
-        wanted: dict[str, dict[str, int]] = {}
-        for v, var in enumerate(self.extra):
-            for source in var.sources:
-                table, _, category = source.partition(":")
-                wanted.setdefault(table, {})[category] = v
         plans = []
-        for table, codes in wanted.items():
+        for table, codes in _by_table(self.extra).items():
             path = self.dir / f"clif_{table}.parquet"
             if not path.exists():
                 continue
@@ -297,3 +287,13 @@ def _observed(plans: list[_Plan], chunk):
             .join(keys, on="id", how="inner")
             .filter(pl.col("value").is_not_null() & pl.col("value").is_not_nan()
                     & (pl.col("time") >= pl.col("start"))))
+
+
+def _by_table(variables) -> dict[str, dict[str, int]]:
+    """{CLIF table: {category: variable index}} from the variables' `TABLE:CATEGORY` sources."""
+    wanted: dict[str, dict[str, int]] = {}
+    for v, var in enumerate(variables):
+        for source in var.sources:
+            table, _, category = source.partition(":")
+            wanted.setdefault(table, {})[category] = v
+    return wanted
