@@ -1,5 +1,6 @@
-"""The metrics a probe needs, from sklearn.metrics, all in this one module so that they can be
-swapped for `ehrkit.eval.metrics` later. Names follow the metric record conventions."""
+"""The metrics a probe needs: how C is chosen on the tuning rows, and the held-out metrics
+(ehrkit.eval.metrics, the same numbers `ehrkit evaluate` gives). Names follow the metric
+record conventions."""
 
 from __future__ import annotations
 
@@ -44,33 +45,21 @@ def better(task: str, a: float, b: float) -> bool:
 
 
 def metrics(task: str, y: np.ndarray, score: np.ndarray) -> dict[str, float]:
-    """Held-out metrics (also the learning-curve metrics): binary auroc and auprc_trapezoid
-    (trapezoidal area under the precision-recall curve, the benchmark's AUPRC); multiclass
-    auroc_macro (one-vs-rest) and accuracy; regression r2 and mse. NaN where undefined."""
-    from sklearn.metrics import (accuracy_score, auc, mean_squared_error,
-                                 precision_recall_curve, r2_score, roc_auc_score)
+    """Held-out metrics (also the learning-curve metrics), from ehrkit.eval.metrics: binary
+    auroc and auprc_trapezoid (the benchmark's AUPRC); multiclass auroc_macro (one-vs-rest)
+    and accuracy; regression r2 and mse. NaN where undefined."""
+    from ehrkit.eval import metrics as m
 
-    nan = math.nan
-    if task == "binary":
-        if not _both_classes(y):
-            return {"auroc": nan, "auprc_trapezoid": nan}
-        precision, recall, _ = precision_recall_curve(y, score)
-        return {"auroc": float(roc_auc_score(y, score)),
-                "auprc_trapezoid": float(auc(recall, precision))}
-    if task == "multiclass":
-        if len(y) == 0:
-            return {"auroc_macro": nan, "accuracy": nan}
-        labels = y.astype(int)
-        present = np.unique(labels)
-        macro = nan
-        if len(present) > 1:
-            # one-vs-rest AUROC averaged over the classes present in these rows
-            macro = float(np.mean([roc_auc_score(labels == k, score[:, k]) for k in present]))
-        return {"auroc_macro": macro,
-                "accuracy": float(accuracy_score(labels, score.argmax(axis=1)))}
-    if len(y) < 2:
-        return {"r2": nan, "mse": nan}
-    return {"r2": float(r2_score(y, score)), "mse": float(mean_squared_error(y, score))}
+    keys = {"binary": ("auroc", "auprc_trapezoid"), "multiclass": ("auroc_macro", "accuracy"),
+            "regression": ("r2", "mse")}[task]
+    got: dict = {}
+    if task == "binary" and len(y):
+        got = m.binary(y, score)
+    elif task == "multiclass" and len(y):
+        got = m.multiclass(y.astype(int), score)
+    elif task == "regression" and len(y) > 1:
+        got = m.regression(y, score)
+    return {k: float(got.get(k, math.nan)) for k in keys}
 
 
 def headline(task: str) -> str:
