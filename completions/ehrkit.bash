@@ -5,7 +5,7 @@ _ehrkit_subcommands() {
     case "$1" in
         '') REPLY='pretrain embed probe evaluate synth notes timeline' ;;
         synth) REPLY='notes clif series ner pairs' ;;
-        notes) REPLY=clean ;;
+        notes) REPLY='clean chunk cohort' ;;
         timeline) REPLY='tokenize series' ;;
         *) REPLY="" ;;
     esac
@@ -25,6 +25,8 @@ _ehrkit_options() {
         'synth pairs') REPLY='-n --count --seed -o --output --to -q --quiet -v --verbose -h --help' ;;
         notes) REPLY='-h --help' ;;
         'notes clean') REPLY='-o --output --from --to --profile --deid --no-segment --explode --segmenter --min-chars --min-words --text-field --workers -q --quiet -v --verbose -h --help' ;;
+        'notes chunk') REPLY='-o --output --from --to --words --min-remainder --tokenizer --max-tokens --stride --text-field --id-field -q --quiet -v --verbose -h --help' ;;
+        'notes cohort') REPLY='--admissions --readmission --notes --admissions-only --concat --split-by --split-fractions --balance --still-in-hospital --elective-types --seed -o --output --from --to -q --quiet -v --verbose -h --help' ;;
         timeline) REPLY='-h --help' ;;
         'timeline tokenize') REPLY='-o --output --to --fit --vocab --split --split-fractions --splits-file --fit-all --cut --keep-short --max-length --pad --quantizer --discrete-max --fused --time-tokens --with-tokens --source --labels --timezone --timeline-field --group-size -q --quiet -v --verbose -h --help' ;;
         'timeline series') REPLY='-o --output --to --source --hours --variables --impute --one-hot --no-one-hot --start --fit-normalizer --normalizer --split-field --train-ids --splits-file --derive-labels --limit --group-size -q --quiet -v --verbose -h --help' ;;
@@ -149,6 +151,26 @@ _ehrkit_values() {
         'notes clean|--min-words') REPLY=none ;;
         'notes clean|--text-field') REPLY=none ;;
         'notes clean|--workers') REPLY=none ;;
+        'notes chunk|-o' | 'notes chunk|--output') REPLY=file ;;
+        'notes chunk|--from') REPLY='choice:jsonl parquet' ;;
+        'notes chunk|--to') REPLY='choice:jsonl parquet' ;;
+        'notes chunk|--words') REPLY=none ;;
+        'notes chunk|--min-remainder') REPLY=none ;;
+        'notes chunk|--tokenizer') REPLY=dir ;;
+        'notes chunk|--max-tokens') REPLY=none ;;
+        'notes chunk|--stride') REPLY=none ;;
+        'notes chunk|--text-field') REPLY=none ;;
+        'notes chunk|--id-field') REPLY=none ;;
+        'notes cohort|--admissions') REPLY=file ;;
+        'notes cohort|--notes') REPLY='choice:discharge early-2d early-3d' ;;
+        'notes cohort|--split-by') REPLY='choice:patient admission' ;;
+        'notes cohort|--split-fractions') REPLY=none ;;
+        'notes cohort|--still-in-hospital') REPLY='choice:all held-out none' ;;
+        'notes cohort|--elective-types') REPLY=none ;;
+        'notes cohort|--seed') REPLY=none ;;
+        'notes cohort|-o' | 'notes cohort|--output') REPLY=file ;;
+        'notes cohort|--from') REPLY='choice:jsonl parquet' ;;
+        'notes cohort|--to') REPLY='choice:jsonl parquet' ;;
         'timeline tokenize|-o' | 'timeline tokenize|--output') REPLY=file ;;
         'timeline tokenize|--to') REPLY='choice:jsonl parquet' ;;
         'timeline tokenize|--fit') REPLY=none ;;
@@ -188,6 +210,8 @@ _ehrkit_arguments() {
         probe) REPLY=file ;;
         evaluate) REPLY=file ;;
         'notes clean') REPLY=file ;;
+        'notes chunk') REPLY=file ;;
+        'notes cohort') REPLY=file ;;
         'timeline tokenize') REPLY=file ;;
         'timeline series') REPLY=file ;;
         *) REPLY="" ;;

@@ -87,3 +87,12 @@ def big_notes(tmp_path_factory) -> Path:
     done = _run(["ehrkit", "synth", "notes", "-n", "20000", "--seed", "3", "-o", str(path)])
     assert done.returncode == 0, done.stderr.decode()
     return path
+
+
+@pytest.fixture(autouse=True)
+def _default_log_level():
+    """Every test starts at the default verbosity: library calls made in this process with -q
+    (or -v) must not silence (or flood) the stderr a later test checks."""
+    from ehrkit import log
+
+    log.configure(quiet=False, verbose=0)

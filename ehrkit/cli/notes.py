@@ -11,7 +11,8 @@ from ehrkit.notes.choices import Deid, Profile, Segmenter
 from ehrkit.cli.options import (FromFormat, Inputs, Output, Quiet, ToFormat, Verbose, fmt,
                                 inputs, setup)
 
-app = typer.Typer(help="Clean and sentence-segment clinical notes.", no_args_is_help=True)
+app = typer.Typer(help="Clinical notes: clean and segment, readmission cohorts, chunks for fine-tuning.",
+                  no_args_is_help=True)
 
 
 @app.command("clean")
@@ -73,3 +74,66 @@ def clean(
     config = NotesConfig(clean=CleanConfig(profile, deid), segment=seg,
                          segmenter=segmenter.value, explode=explode, text_field=text_field)
     run_clean(inputs(paths), output, fmt(from_), fmt(to), config, workers)
+
+
+@app.command("chunk")
+def chunk(
+    paths: Inputs = None,
+    output: Output = "-",
+    from_: FromFormat = None,
+    to: ToFormat = None,
+    words: Annotated[Optional[int], typer.Option(
+        "--words", min=1, metavar="N", show_default=False,
+        help="Chunks of N whitespace-separated words (default 318, ClinicalBERT's).")] = None,
+    min_remainder: Annotated[Optional[int], typer.Option(
+        "--min-remainder", min=1, metavar="N", show_default=False,
+        help="Keep a note's trailing words only when they are at least N (default 11: "
+        "ClinicalBERT keeps a remainder of more than 10 words).")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option(
+        "--tokenizer", metavar="DIR", show_default=False,
+        help="Chunk by tokens with this model directory's tokenizer (from `ehrkit pretrain`; "
+        "local files only) instead of by words.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(
+        "--max-tokens", min=1, show_default=False,
+        help="With --tokenizer: tokens per chunk with [CLS] and [SEP] (default 512, or the "
+        "model's positions when fewer).")] = None,
+    stride: Annotated[Optional[int], typer.Option(
+        "--stride", min=0, show_default=False,
+        help="With --tokenizer: consecutive chunks share at least this many tokens, "
+        "extended back to the start of a word (default 64).")] = None,
+    text_field: Annotated[str, typer.Option("--text-field", help="Field holding the note "
+                                            "text (without it, a 'sentences' list).")] = "text",
+    id_field: Annotated[Optional[str], typer.Option(
+        "--id-field", show_default=False,
+        help="A parent id field that must be present (it is kept like every field).")] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = 0,
+) -> None:
+    """Split note texts into chunks that fit a model of limited length.
+
+    Reads note records and writes one record per chunk: every field of its note, the text
+    replaced by the chunk's (a 'sentences' list is dropped), plus chunk_index (0-based)
+    and chunk_count. By words (ClinicalBERT): chunks of --words words joined by single
+    spaces; a note's trailing remainder is kept only when it has at least --min-remainder
+    words, so a note of 10 words or fewer gives no chunk. By tokens (--tokenizer): windows
+    of at most --max-tokens word pieces with [CLS] and [SEP], cut between words and
+    overlapping by at least --stride tokens; each chunk is a substring of its note. Null or
+    empty texts give no chunk. Streams: memory is bounded by the batch size; output order
+    equals input order.
+
+    Examples:
+
+      ehrkit notes clean notes.parquet --profile clinicalbert --no-segment | ehrkit notes chunk
+
+      ehrkit notes chunk notes.parquet --tokenizer mlm-run --max-tokens 128 -o chunks.parquet
+    """
+    setup(quiet, verbose)
+    from ehrkit.notes.chunk import make_chunker, run_chunk
+
+    chunker = make_chunker(words, min_remainder, tokenizer, max_tokens, stride)
+    run_chunk(inputs(paths), output, fmt(from_), fmt(to), chunker, text_field, id_field)
+
+
+from ehrkit.cli.notes_cohort import register as _register_cohort  # noqa: E402
+
+_register_cohort(app)
