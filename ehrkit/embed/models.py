@@ -22,12 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
 from ehrkit.embed.batching import pad_rows
 from ehrkit.embed.pooling import POOLS
-from ehrkit.errors import DataError, MissingFieldError, UsageError
+from ehrkit.errors import DataError, UsageError
 
 GRU_POOLS = ("last", "layers")
 # Fields that are model inputs: never passed through to embedding records.
@@ -364,20 +363,10 @@ ADAPTERS = {"bert": BertEncoder, "llama": LlamaEncoder, "ehrkit-gru": GruEncoder
 
 
 def note_texts(table: pa.Table, field: str, source: str) -> pa.Array:
-    """The note text of every row (null where there is none): a string field, or a list of
-    sentences joined with spaces. Without `text`, a `sentences` field is used."""
-    names = table.column_names
-    if field not in names:
-        if field != "text" or "sentences" not in names:
-            raise MissingFieldError(source, field, names, "--text-field")
-        field = "sentences"
-    column = table[field].combine_chunks()
-    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-        column = pc.binary_join(column.cast(pa.list_(pa.string())), " ")
-    elif not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-        raise DataError(f"{source}: field '{field}' is {column.type}, not text",
-                        hint="choose the note text with --text-field")
-    return column.cast(pa.string())
+    """The note text of every row, null where there is none (see ehrkit.notes.fields)."""
+    from ehrkit.notes.fields import note_text
+
+    return note_text(table, field, source)[1]
 
 
 __all__ = ["ADAPTERS", "INPUT_FIELDS", "EncoderOptions", "Encoder", "Prepared", "load_encoder",

@@ -25,13 +25,12 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ehrkit import log
 from ehrkit.errors import DataError, MissingFieldError, UsageError
 from ehrkit.io import RecordWriter, Schema, read_batches
+from ehrkit.notes.fields import SENTENCES, note_text
 
-SENTENCES = "sentences"
 ENCODE_CHARS = 1 << 20  # characters per tokenizer call: bounds the encodings held at once
 _TOKENIZER_HINT = ("--tokenizer takes a local model directory written by `ehrkit pretrain` "
                    "(tokenizer.json, or vocab.txt); nothing is downloaded")
@@ -314,21 +313,8 @@ def note_schema(text_field: str = "text", id_field: str | None = None) -> NoteSc
 
 
 def note_texts(batch: pa.RecordBatch | pa.Table, text_field: str) -> tuple[str, list[str | None]]:
-    """The field the text comes from, and every row's text: a string, or a list of sentences
-    joined with spaces (the `sentences` field when the default `text` is absent)."""
-    field = text_field
-    if field not in batch.schema.names:
-        if field != "text" or SENTENCES not in batch.schema.names:
-            raise MissingFieldError("input", field, batch.schema.names, "--text-field")
-        field = SENTENCES
-    column = batch.column(batch.schema.get_field_index(field))
-    if not _is_texts(column.type):
-        raise DataError(f"field '{field}' is {column.type}, not text",
-                        hint="choose the note text with --text-field")
-    if pa.types.is_null(column.type):
-        return field, [None] * len(column)
-    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-        column = pc.binary_join(column.cast(pa.list_(pa.string())), " ")
+    """The field the text comes from, and every row's text (see ehrkit.notes.fields)."""
+    field, column = note_text(batch, text_field)
     return field, column.to_pylist()
 
 
