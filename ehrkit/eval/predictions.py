@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from ehrkit import log
 from ehrkit.errors import DataError, MissingFieldError, UsageError
+from ehrkit.labels import is_list
 
 TASKS = ("binary", "multiclass", "multilabel", "regression", "sequence")
 
@@ -85,13 +86,13 @@ def from_table(table: pa.Table, fields: Fields, task: str = "auto", source: str 
 
 def infer_task(table: pa.Table, fields: Fields, source: str) -> str:
     label_type = table.schema.field(fields.label).type
-    if _is_list(label_type):
+    if is_list(label_type):
         if pa.types.is_string(label_type.value_type) or pa.types.is_large_string(label_type.value_type):
             return "sequence"
         return "multilabel"
     if fields.score not in table.column_names:
         raise MissingFieldError(source, fields.score, table.column_names, "--score-field")
-    if _is_list(table.schema.field(fields.score).type):
+    if is_list(table.schema.field(fields.score).type):
         return "multiclass"
     labels = pc.unique(table[fields.label].cast(pa.float64())).to_numpy(zero_copy_only=False)
     labels = labels[~np.isnan(labels)]
@@ -101,10 +102,6 @@ def infer_task(table: pa.Table, fields: Fields, source: str) -> str:
     if binary_labels and (lo is None or (lo >= 0 and hi <= 1)):
         return "binary"
     return "regression"
-
-
-def _is_list(t: pa.DataType) -> bool:
-    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
 
 def _no_null(table: pa.Table, name: str, source: str) -> None:

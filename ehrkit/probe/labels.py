@@ -14,18 +14,17 @@ false/true -> true, "no"/"yes" -> "yes".
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ehrkit.errors import DataError, MissingFieldError, UsageError
+from ehrkit.errors import DataError, UsageError
+from ehrkit.labels import is_list, item, label_columns, list_width, parse_spec
 
 TASKS = ("binary", "multiclass", "multilabel", "regression")
 REGRESSION_MIN_VALUES = 20
-_SPEC = re.compile(r"^(?P<field>[^\[\]]+?)(\[(?P<start>-?\d*)(?P<colon>:?)(?P<stop>-?\d*)\])?$")
 
 
 @dataclass
@@ -54,78 +53,6 @@ class Labels:
     @property
     def names(self) -> list[str]:
         return [t.name for t in self.targets]
-
-
-def parse_spec(spec: str) -> tuple[str, slice | int | None]:
-    """('phenotypes', slice(None, 20)) for 'phenotypes[:20]'.
-
-    >>> parse_spec("phenotypes[:20]"), parse_spec("mortality"), parse_spec("p[3]")
-    (('phenotypes', slice(None, 20, None)), ('mortality', None), ('p', 3))
-    """
-    match = _SPEC.match(spec.strip())
-    if not match:
-        raise UsageError(f"--label-field: cannot read '{spec}'",
-                         hint="use FIELD, FIELD[i] or FIELD[a:b]")
-    if match["start"] is None or not (match["start"] or match["colon"] or match["stop"]):
-        return match["field"], None
-    if match["colon"]:
-        return match["field"], slice(int(match["start"]) if match["start"] else None,
-                                     int(match["stop"]) if match["stop"] else None)
-    return match["field"], int(match["start"])
-
-
-def _is_list(t: pa.DataType) -> bool:
-    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
-
-
-def label_columns(table: pa.Table, specs: list[str],
-                  source: str) -> list[tuple[str, str, int | None, pa.ChunkedArray]]:
-    """(label name, field, list index or None, column) per label."""
-    out = []
-    for spec in specs:
-        name, part = parse_spec(spec)
-        if name not in table.column_names:
-            raise MissingFieldError(source, name, table.column_names, "--label-field")
-        column = table[name]
-        if not _is_list(column.type):
-            if part is not None:
-                raise UsageError(f"--label-field {spec}: field '{name}' is not a list")
-            out.append((name, name, None, column))
-            continue
-        width = _list_width(column, name, source)
-        positions = list(range(width))
-        if isinstance(part, slice):
-            positions = positions[part]
-        elif part is not None:
-            positions = [positions[_in_range(part, width, spec)]]
-        for i in positions:
-            out.append((f"{name}[{i}]", name, i, _item(column, i, width)))
-    return out
-
-
-def _item(column: pa.ChunkedArray, index: int, width: int) -> pa.ChunkedArray:
-    """Item `index` of every row's list (all lists have `width` items)."""
-    flat = pc.list_flatten(column.combine_chunks())
-    return pa.chunked_array([flat.take(pa.array(np.arange(len(column), dtype=np.int64) * width
-                                                + index))])
-
-
-def _in_range(i: int, width: int, spec: str) -> int:
-    if not -width <= i < width:
-        raise UsageError(f"--label-field {spec}: the list has {width} items")
-    return i
-
-
-def _list_width(column: pa.ChunkedArray, name: str, source: str) -> int:
-    if column.null_count:
-        raise DataError(f"{source}: field '{name}' is null in {column.null_count} rows",
-                        hint="give every row the list (null items mark unknown labels)")
-    lengths = pc.list_value_length(column)
-    low, high = pc.min(lengths).as_py(), pc.max(lengths).as_py()
-    if low != high:
-        raise DataError(f"{source}: field '{name}' holds lists of different lengths "
-                        f"({low} to {high})", hint="every row needs one item per label")
-    return int(high or 0)
 
 
 def _clean(column: pa.ChunkedArray) -> pa.Array:
@@ -203,7 +130,7 @@ def build(table: pa.Table, specs: list[str], task: str = "auto", positive: str |
 def _multi(table: pa.Table, spec: str) -> bool:
     """A list field or a slice of one is multilabel, even with one item; FIELD[i] is one label."""
     name, part = parse_spec(spec)
-    return isinstance(part, slice) or (part is None and _is_list(table.schema.field(name).type))
+    return isinstance(part, slice) or (part is None and is_list(table.schema.field(name).type))
 
 
 def _target(name, fname, index, array, values, kind, positive, task) -> Target:
@@ -236,7 +163,7 @@ def reapply(table: pa.Table, saved: list[dict], source: str) -> list[np.ndarray]
     for s in saved:
         column = table[s["field"]]
         if s["index"] is not None:
-            column = _item(column, s["index"], _list_width(column, s["field"], source))
+            column = item(column, s["index"], list_width(column, s["field"], source))
         array = _clean(column)
         if s["task"] == "regression":
             out.append(np.asarray(array.cast(pa.float64()).to_numpy(zero_copy_only=False), np.float64))

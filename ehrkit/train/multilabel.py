@@ -9,7 +9,6 @@ seeded fraction of the stays.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -18,41 +17,18 @@ import pyarrow.compute as pc
 import torch
 
 from ehrkit.errors import DataError, MissingFieldError
+from ehrkit.labels import label_columns
 from ehrkit.models.gru import GRUClassifier, GRUConfig
-
-_SPEC = re.compile(r"^(?P<field>[^\[\]]+)(\[(?P<start>-?\d*)(?P<colon>:?)(?P<stop>-?\d*)\])?$")
 
 
 def label_matrix(table: pa.Table, specs: list[str], source: str = "input") -> tuple[np.ndarray, list[str]]:
-    """[rows, labels] float32 with NaN for missing, and the label names."""
-    columns, names = [], []
-    for spec in specs:
-        match = _SPEC.match(spec.strip())
-        if not match:
-            raise DataError(f"--labels: cannot read '{spec}' (use field, field[i] or field[a:b])")
-        name = match["field"]
-        if name not in table.column_names:
-            raise MissingFieldError(source, name, table.column_names, "--labels")
-        column = table[name]
-        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-            width = pc.max(pc.list_value_length(column)).as_py() or 0
-            flat = np.asarray(pc.list_flatten(column).to_numpy(zero_copy_only=False), dtype=np.float32)
-            values = flat.reshape(len(table), width)
-            index = list(range(width))
-            if match["start"] is not None and (match["start"] or match["colon"] or match["stop"]):
-                if match["colon"]:
-                    index = index[slice(int(match["start"]) if match["start"] else None,
-                                        int(match["stop"]) if match["stop"] else None)]
-                else:
-                    index = [index[int(match["start"])]]
-            columns += [values[:, i] for i in index]
-            names += [f"{name}[{i}]" for i in index]
-        else:
-            columns.append(np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float32))
-            names.append(name)
+    """[rows, labels] float32 with NaN for missing, and the label names (specs: ehrkit.labels)."""
+    columns = label_columns(table, specs, source, "--labels")
     if not columns:
         raise DataError("--labels names no label")
-    return np.stack(columns, axis=1), names
+    matrix = [np.asarray(column.combine_chunks().cast(pa.float32()).to_numpy(zero_copy_only=False),
+                         dtype=np.float32) for _, _, _, column in columns]
+    return np.stack(matrix, axis=1), [name for name, _, _, _ in columns]
 
 
 def series_inputs(table: pa.Table, source: str = "input") -> tuple[np.ndarray, np.ndarray]:
