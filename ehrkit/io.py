@@ -399,6 +399,29 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
         raise
 
 
+def write_json_artifact(path: str | os.PathLike, data: dict, indent: int | None = None) -> None:
+    """A versioned JSON artifact (normaliser, probe...), written atomically."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=indent) + "\n", encoding="utf-8")
+
+
+def read_json_artifact(path: str | os.PathLike, fmt: str, version: int, what: str,
+                       hint: str) -> dict:
+    """The payload of a JSON artifact written by `write_json_artifact`, checked to be of this
+    format and version; anything else is an InputFormatError naming the file (never its data)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputFormatError(f"{path}: not a readable {what} ({type(exc).__name__})",
+                               hint=hint) from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise InputFormatError(f"{path}: not an ehrkit {what}", hint=hint)
+    if data.get("version") != version:
+        raise InputFormatError(f"{path}: {what} version {data.get('version')} is not "
+                               f"supported (this ehrkit reads version {version})")
+    return data
+
+
 def output_format(path: str, override: str | None) -> str:
     if override or path != STDIO:
         if not override and _is_stream(path):

@@ -19,17 +19,15 @@ regression's C). max_iter 10000 and random_state = seed throughout.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from ehrkit import __version__, log
 from ehrkit.errors import DataError, InputFormatError
-from ehrkit.io import atomic_path
+from ehrkit.io import read_json_artifact, write_json_artifact
 from ehrkit.probe import scoring
 from ehrkit.probe.data import HELD_OUT, TRAIN, TUNING
 from ehrkit.probe.labels import Target
@@ -277,21 +275,12 @@ class Probe:
                 "settings": self.settings, "info": self.info}
 
     def save(self, path: str) -> None:
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(json.dumps(_finite(self.to_json())) + "\n", encoding="utf-8")
+        write_json_artifact(path, _finite(self.to_json()))
 
     @classmethod
     def load(cls, path: str) -> "Probe":
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputFormatError(f"{path}: not a readable probe ({type(exc).__name__})",
-                                   hint="save one with ehrkit probe --save") from None
-        if not isinstance(data, dict) or data.get("format") != PROBE_FORMAT:
-            raise InputFormatError(f"{path}: not an ehrkit probe", hint="save one with --save")
-        if data.get("version") != PROBE_VERSION:
-            raise InputFormatError(f"{path}: probe version {data.get('version')} is not "
-                                   f"supported (this ehrkit reads version {PROBE_VERSION})")
+        data = read_json_artifact(path, PROBE_FORMAT, PROBE_VERSION, "probe",
+                                  hint="save one with ehrkit probe --save")
         try:
             pre = Preprocess(*(np.asarray(v, np.float64) for v in (
                 data["impute_means"], data["scaler"]["mean"], data["scaler"]["scale"])))

@@ -47,7 +47,7 @@ import pyarrow as pa
 
 from ehrkit import __version__, log
 from ehrkit.errors import DataError, InputFormatError, UsageError
-from ehrkit.io import RecordWriter, atomic_path
+from ehrkit.io import RecordWriter, read_json_artifact, write_json_artifact
 from ehrkit.timeline.series_sources import (  # noqa: F401 - re-exported
     CATEGORIES,
     CLIF_BENCHMARK,
@@ -209,22 +209,12 @@ class Normalizer:
                 "created_by": f"ehrkit {__version__}", **asdict(self)}
 
     def save(self, path: str) -> None:
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
+        write_json_artifact(path, self.to_json(), indent=1)
 
     @classmethod
     def load(cls, path: str) -> "Normalizer":
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputFormatError(f"{path}: not a readable normaliser ({type(exc).__name__})",
-                                   hint="write one with --fit-normalizer") from None
-        if not isinstance(data, dict) or data.get("format") != NORMALIZER_FORMAT:
-            raise InputFormatError(f"{path}: not an ehrkit series normaliser",
-                                   hint="write one with --fit-normalizer")
-        if data.get("version") != NORMALIZER_VERSION:
-            raise InputFormatError(f"{path}: normaliser version {data.get('version')} is not "
-                                   f"supported (this ehrkit reads version {NORMALIZER_VERSION})")
+        data = read_json_artifact(path, NORMALIZER_FORMAT, NORMALIZER_VERSION,
+                                  "series normaliser", hint="write one with --fit-normalizer")
         try:
             return cls(**{k: data[k] for k in ("variables", "columns", "means", "stds",
                                                 "counts", "settings")})
