@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ehrkit import log
-from ehrkit.eval.predictions import Fields, Predictions, align, from_table
+from ehrkit.eval.predictions import Fields, Predictions, aggregate, align, from_table
 from ehrkit.errors import UsageError
 from ehrkit.io import read_table
 
@@ -83,8 +83,6 @@ def _check(req: EvaluateRequest) -> None:
 
 def _load(paths: list, req: EvaluateRequest) -> Predictions | None:
     """The predictions of these inputs, aggregated when asked; None for an empty input."""
-    from ehrkit.eval.predictions import aggregate
-
     source = paths[0] if len(paths) == 1 else "input"
     table = read_table(paths, req.fmt)
     if table.num_rows == 0:
