@@ -25,11 +25,16 @@ EHRKIT = $(PYTHON) -m ehrkit
 
 demo: install
 	@rm -rf $(OUT) && mkdir -p $(OUT)
-	@echo "== notes: synthesise, clean, pretrain a tiny masked LM"
-	$(EHRKIT) synth notes -n 2000 --seed 1 -o $(OUT)/notes.jsonl --admissions $(OUT)/admissions.jsonl
-	$(EHRKIT) notes clean $(OUT)/notes.jsonl -o $(OUT)/notes.clean.parquet
-	@$(EHRKIT) notes clean $(OUT)/notes.clean.parquet --explode -q | head -n 2
-	$(EHRKIT) pretrain $(OUT)/notes.clean.parquet --from-scratch --vocab-size 4000 --max-steps 60 --eval-every 30 --lr 1e-3 -o $(OUT)/mlm
+	@echo "== notes: 30-day readmission as ClinicalBERT: cohort, clean, chunk, pretrain, fine-tune, predict, evaluate"
+	$(EHRKIT) synth notes -n 3000 --seed 1 -o $(OUT)/notes.jsonl --admissions $(OUT)/admissions.jsonl
+	$(EHRKIT) notes cohort --admissions $(OUT)/admissions.jsonl $(OUT)/notes.jsonl --readmission -o $(OUT)/discharge.parquet
+	$(EHRKIT) notes clean $(OUT)/discharge.parquet -o $(OUT)/discharge.clean.parquet
+	@$(EHRKIT) notes clean $(OUT)/discharge.clean.parquet --explode -q | head -n 2
+	$(EHRKIT) notes chunk $(OUT)/discharge.clean.parquet -o $(OUT)/chunks.parquet
+	$(EHRKIT) pretrain $(OUT)/discharge.clean.parquet --from-scratch --vocab-size 4000 --max-steps 60 --eval-every 30 --lr 1e-3 -o $(OUT)/mlm
+	$(EHRKIT) finetune $(OUT)/chunks.parquet --init $(OUT)/mlm --label-field label --max-length 256 --epochs 4 --lr 1e-3 --eval-every 40 -o $(OUT)/readmit
+	$(EHRKIT) predict $(OUT)/chunks.parquet -m $(OUT)/readmit -o $(OUT)/chunks.pred.parquet
+	$(EHRKIT) evaluate $(OUT)/chunks.pred.parquet --aggregate clinicalbert --group-by hadm_id --patient-field subject_id --by split -o $(OUT)/readmit.metrics.jsonl
 	@echo "== timelines: synthesise CLIF, tokenize, pretrain a tiny causal model"
 	$(EHRKIT) synth clif -n 1000 --seed 1 -o $(OUT)/clif
 	$(EHRKIT) timeline tokenize $(OUT)/clif --split --fit $(OUT)/vocab.json -o $(OUT)/timelines.parquet
@@ -39,7 +44,7 @@ demo: install
 	$(EHRKIT) embed $(OUT)/first24h.parquet -m $(OUT)/clm -o $(OUT)/first24h.emb.parquet
 	$(EHRKIT) probe $(OUT)/first24h.emb.parquet --label-field same_admission_death -o $(OUT)/death.pred.parquet
 	$(EHRKIT) evaluate $(OUT)/death.pred.parquet --patient-field patient_id --plots $(OUT)/plots -o $(OUT)/death.metrics.jsonl
-	@echo "== done: models in $(OUT)/mlm and $(OUT)/clm; metrics in $(OUT)/death.metrics.jsonl, plots in $(OUT)/plots"
+	@echo "== done: models in $(OUT)/mlm, $(OUT)/readmit and $(OUT)/clm; metrics in $(OUT)/readmit.metrics.jsonl and $(OUT)/death.metrics.jsonl, plots in $(OUT)/plots"
 
 test: install
 	$(PYTHON) -m pytest -q
@@ -57,6 +62,7 @@ bench: install
 	$(PYTHON) bench/pretrain.py
 	$(PYTHON) bench/evaluate.py
 	$(PYTHON) bench/embed.py
+	$(PYTHON) bench/predict.py
 
 # Gupta et al.'s transfer protocol on synthetic series: pretrained GRU features + L1 probes vs
 # logistic regression on the benchmark's 714 hand-crafted statistics, across training fractions

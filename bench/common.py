@@ -19,3 +19,28 @@ def measure(cmd: list[str]) -> tuple[float, float]:
 
 def ehrkit(*args: str) -> list[str]:
     return [sys.executable, "-m", "ehrkit", *args]
+
+
+def torch_setup(args, name: str):
+    """Shared by the model benchmarks: quiet libraries, --threads, the device and the working
+    directory, and a line saying what the machine is. Returns (device, workdir)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from ehrkit import log
+    from ehrkit.runtime import quiet_libraries
+
+    quiet_libraries()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    log.configure(quiet=True)  # ehrkit's own summary line: the benchmark's table says it all
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    workdir = Path(args.dir or tempfile.mkdtemp(prefix=f"ehrkit-bench-{name}-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} "
+          f"threads), device {device}" + (f" ({torch.cuda.get_device_name()}, bf16)"
+                                          if device == "cuda" else " (fp32)"))
+    return device, workdir

@@ -33,14 +33,12 @@ work); each pair's own ratio is printed too.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import ehrkit
+from common import ehrkit, torch_setup
 
 
 def make_notes(workdir: Path, count: int, seed: int, clean: bool) -> Path:
@@ -171,7 +169,7 @@ def main() -> None:
     parser.add_argument("--pool", default="cls", choices=["cls", "mean"])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=3,
-                        help="run both sides N times, alternately, and compare the medians")
+                        help="run both sides N times, alternately, and compare the best runs")
     parser.add_argument("--seed", type=int, default=0, help="model initialisation seed")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads, both sides (default: torch's). On a small machine "
@@ -179,21 +177,8 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="where to put the data (default: a temp dir)")
     args = parser.parse_args()
     import pyarrow.parquet as pq
-    import torch
 
-    from ehrkit import log
-    from ehrkit.runtime import quiet_libraries
-
-    quiet_libraries()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    log.configure(quiet=True)  # run_embed's own summary line: the table below says it all
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    workdir = Path(args.dir or tempfile.mkdtemp(prefix="ehrkit-bench-embed-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} "
-          f"threads), device {device}" + (f" ({torch.cuda.get_device_name()}, bf16)"
-                                          if device == "cuda" else " (fp32)"))
+    device, workdir = torch_setup(args, "embed")
     notes = make_notes(workdir, args.notes, args.data_seed, args.clean)
     model = make_model(workdir, notes, args.preset, args.vocab_size, args.seed)
     cfg = {"batch": args.batch_size, "max_length": args.max_length, "pool": args.pool,

@@ -3,7 +3,7 @@
 # Python. Each table function sets REPLY; a value spec is choice:WORDS, file, dir or none.
 _ehrkit_subcommands() {
     case "$1" in
-        '') REPLY='pretrain embed probe evaluate synth notes timeline' ;;
+        '') REPLY='pretrain finetune predict embed probe evaluate synth notes timeline' ;;
         synth) REPLY='notes clif series ner pairs' ;;
         notes) REPLY='clean chunk cohort' ;;
         timeline) REPLY='tokenize series' ;;
@@ -14,6 +14,8 @@ _ehrkit_options() {
     case "$1" in
         '') REPLY='--version -h --help' ;;
         pretrain) REPLY='--objective -o --output --from --preset --init --from-scratch --vocab-size --exclude-ids --max-length --text-field --vocab --chunk --pad-between --labels --hidden --layers --dropout --batch-size --grad-accum --max-steps --epochs --lr --weight-decay --warmup --clip --eval-every --patience --max-minutes --val-fraction --resume --device --devices --seed -q --quiet -v --verbose -h --help' ;;
+        finetune) REPLY='--init -o --output --task --label-field --positive --from --text-field --input-field --tokens-field --tags-field --scheme --max-length --stride --split-field --group-field --val-fraction --test-fraction --class-weights --urt --freeze-encoder --select --hidden --layers --dropout --seeds --batch-size --grad-accum --max-steps --epochs --lr --weight-decay --warmup --clip --eval-every --patience --max-minutes --resume --device --devices --seed -q --quiet -v --verbose -h --help' ;;
+        predict) REPLY='-m --model -o --output --from --to --max-length --batch-size --batch-tokens --chunk-rows --device -q --quiet -v --verbose -h --help' ;;
         embed) REPLY='-m --model --handcrafted -o --output --from --to --pool --layer --hour --text-field --input-field --max-length --all-positions --trajectory --batch-size --batch-tokens --chunk-rows --device -q --quiet -v --verbose -h --help' ;;
         probe) REPLY='-o --output --from --to --label-field --feature-field --task --positive --split-field --val-fraction --test-fraction --group-field --predict --model --penalty --C --save --load --outliers --train-fraction --shots --replicates --seed -q --quiet -v --verbose -h --help' ;;
         evaluate) REPLY='-o --output --from --to --task --label-field --score-field --prediction-field --name --threshold --bootstrap --confidence --patient-field --by --aggregate --group-by --scale --compare --on --los-buckets --plots --seed -q --quiet -v --verbose -h --help' ;;
@@ -66,6 +68,51 @@ _ehrkit_values() {
         'pretrain|--device') REPLY='choice:auto cpu cuda' ;;
         'pretrain|--devices') REPLY=none ;;
         'pretrain|--seed') REPLY=none ;;
+        'finetune|--init') REPLY=dir ;;
+        'finetune|-o' | 'finetune|--output') REPLY=dir ;;
+        'finetune|--task') REPLY='choice:auto binary multiclass multilabel regression ner' ;;
+        'finetune|--label-field') REPLY=none ;;
+        'finetune|--positive') REPLY=none ;;
+        'finetune|--from') REPLY='choice:jsonl parquet conll' ;;
+        'finetune|--text-field') REPLY=none ;;
+        'finetune|--input-field') REPLY=none ;;
+        'finetune|--tokens-field') REPLY=none ;;
+        'finetune|--tags-field') REPLY=none ;;
+        'finetune|--scheme') REPLY='choice:bio bilou' ;;
+        'finetune|--max-length') REPLY=none ;;
+        'finetune|--stride') REPLY=none ;;
+        'finetune|--split-field') REPLY=none ;;
+        'finetune|--group-field') REPLY=none ;;
+        'finetune|--val-fraction') REPLY=none ;;
+        'finetune|--test-fraction') REPLY=none ;;
+        'finetune|--select') REPLY=none ;;
+        'finetune|--hidden') REPLY=none ;;
+        'finetune|--layers') REPLY=none ;;
+        'finetune|--dropout') REPLY=none ;;
+        'finetune|--seeds') REPLY=none ;;
+        'finetune|--batch-size') REPLY=none ;;
+        'finetune|--grad-accum') REPLY=none ;;
+        'finetune|--max-steps') REPLY=none ;;
+        'finetune|--epochs') REPLY=none ;;
+        'finetune|--lr') REPLY=none ;;
+        'finetune|--weight-decay') REPLY=none ;;
+        'finetune|--warmup') REPLY=none ;;
+        'finetune|--clip') REPLY=none ;;
+        'finetune|--eval-every') REPLY=none ;;
+        'finetune|--patience') REPLY=none ;;
+        'finetune|--max-minutes') REPLY=none ;;
+        'finetune|--device') REPLY='choice:auto cpu cuda' ;;
+        'finetune|--devices') REPLY=none ;;
+        'finetune|--seed') REPLY=none ;;
+        'predict|-m' | 'predict|--model') REPLY=dir ;;
+        'predict|-o' | 'predict|--output') REPLY=file ;;
+        'predict|--from') REPLY='choice:jsonl parquet conll' ;;
+        'predict|--to') REPLY='choice:jsonl parquet' ;;
+        'predict|--max-length') REPLY=none ;;
+        'predict|--batch-size') REPLY=none ;;
+        'predict|--batch-tokens') REPLY=none ;;
+        'predict|--chunk-rows') REPLY=none ;;
+        'predict|--device') REPLY='choice:auto cpu cuda' ;;
         'embed|-m' | 'embed|--model') REPLY=dir ;;
         'embed|-o' | 'embed|--output') REPLY=file ;;
         'embed|--from') REPLY='choice:jsonl parquet' ;;
@@ -206,6 +253,8 @@ _ehrkit_values() {
 _ehrkit_arguments() {
     case "$1" in
         pretrain) REPLY=file ;;
+        finetune) REPLY=file ;;
+        predict) REPLY=file ;;
         embed) REPLY=file ;;
         probe) REPLY=file ;;
         evaluate) REPLY=file ;;

@@ -27,5 +27,5 @@ def test_readme_commands_run(tmp_path):
     setup = "ehrkit synth notes -n 300 --seed 2 -o notes.jsonl -q"
     script = "\n".join(["set -euo pipefail", setup, *readme_commands()])
     result = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=300)
+                            timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from enum import Enum
 from typing import Annotated, List, Optional
 
-import typer
-
-from ehrkit.cli.options import Device, opt, FromFormat, Inputs, Quiet, Seed, Verbose, fmt, inputs, setup
+from ehrkit.cli.options import Device, FromFormat, Inputs, Quiet, Seed, Verbose, fmt, inputs, opt, setup
+from ehrkit.cli.training import (BatchSize, Clip, Devices, EvalEvery, Epochs, GradAccum, Lr,
+                                 MaxMinutes, MaxSteps, Patience, Resume, RunDir, Warmup,
+                                 WeightDecay, self_launch, train_config)
 
 
 class Objective(str, Enum):
@@ -29,8 +29,7 @@ def pretrain(
     paths: Inputs = None,
     objective: Annotated[Objective, opt("--objective", help="mlm: notes; clm: timelines from "
                                          "`timeline tokenize`; multilabel: series.")] = Objective.mlm,
-    run_dir: Annotated[str, opt("-o", "--output", help="The run directory: the model, "
-                                 "checkpoint/, metrics.jsonl, ehrkit.json.", metavar="DIR")] = "run",
+    run_dir: RunDir = "run",
     from_: FromFormat = None,
     preset: Annotated[Optional[Preset], opt("--preset", help="Model size (mlm --from-scratch, "
                                              "clm; default tiny).", show_default=False)] = None,
@@ -59,31 +58,22 @@ def pretrain(
     hidden: Annotated[int, opt("--hidden", min=1, help="multilabel: GRU hidden size.")] = 300,
     layers: Annotated[int, opt("--layers", min=1, help="multilabel: GRU layers.")] = 2,
     dropout: Annotated[float, opt("--dropout", min=0.0, max=0.9, help="multilabel: dropout.")] = 0.3,
-    batch_size: Annotated[int, opt("--batch-size", min=1, help="Per device and step "
-                                    "(before accumulation).")] = 8,
-    grad_accum: Annotated[int, opt("--grad-accum", min=1, help="Gradient accumulation.")] = 1,
-    max_steps: Annotated[Optional[int], opt("--max-steps", min=1, help="Optimizer steps.")] = None,
-    epochs: Annotated[Optional[float], opt("--epochs", min=0.0, help="Epochs (when no "
-                                            "--max-steps; default 1).")] = None,
-    lr: Annotated[float, opt("--lr", min=0.0, help="Peak learning rate (AdamW).")] = 5e-5,
-    weight_decay: Annotated[float, opt("--weight-decay", min=0.0, help="Not applied to "
-                                        "biases and norms.")] = 0.01,
-    warmup: Annotated[float, opt("--warmup", min=0.0, help="Linear warmup: a fraction of "
-                                  "the steps (< 1) or a number of steps.")] = 0.1,
-    clip: Annotated[float, opt("--clip", min=0.0, help="Gradient norm clip (0: off).")] = 1.0,
-    eval_every: Annotated[int, opt("--eval-every", min=1, help="Validate every N steps.")] = 100,
-    patience: Annotated[Optional[int], opt("--patience", min=1, help="Stop after N "
-                                            "validations without improvement.")] = None,
-    max_minutes: Annotated[Optional[float], opt("--max-minutes", min=0.0, help="Stop "
-                                                 "(with a checkpoint) after this long.")] = None,
+    batch_size: BatchSize = 8,
+    grad_accum: GradAccum = 1,
+    max_steps: MaxSteps = None,
+    epochs: Epochs = None,
+    lr: Lr = 5e-5,
+    weight_decay: WeightDecay = 0.01,
+    warmup: Warmup = 0.1,
+    clip: Clip = 1.0,
+    eval_every: EvalEvery = 100,
+    patience: Patience = None,
+    max_minutes: MaxMinutes = None,
     val_fraction: Annotated[float, opt("--val-fraction", min=0.0, max=0.9, help="Held out "
                                         "for validation when records have no split.")] = 0.05,
-    resume: Annotated[bool, opt("--resume", help="Continue the run in --output from its "
-                                 "last checkpoint.")] = False,
+    resume: Resume = False,
     device: Annotated[Device, opt("--device", help="auto: CUDA when present.")] = Device.auto,
-    devices: Annotated[Optional[str], opt("--devices", help="Launch torchrun with N processes "
-                                           "on this machine (or 'auto': one per GPU).",
-                                           metavar="N")] = None,
+    devices: Devices = None,
     seed: Seed = 0,
     quiet: Quiet = False,
     verbose: Verbose = 0,
@@ -109,15 +99,9 @@ def pretrain(
       torchrun --nproc-per-node 2 -m ehrkit pretrain notes.parquet --objective mlm --init bert/ -o run
     """
     setup(quiet, verbose)
-    from ehrkit import runtime
-
-    if devices and "RANK" not in os.environ:
-        count = runtime.available_devices() if devices == "auto" else int(devices)
-        if count > 1:
-            raise typer.Exit(runtime.launch(count))
+    self_launch(devices)
     from pathlib import Path
 
-    from ehrkit.train.loop import TrainConfig
     from ehrkit.train.pretrain import PretrainRequest, run_pretrain
 
     options = {
@@ -129,7 +113,7 @@ def pretrain(
         "multilabel": {"labels": labels, "hidden_size": hidden, "num_layers": layers,
                        "dropout": dropout},
     }[objective.value] | {"val_fraction": val_fraction}
-    config = TrainConfig(batch_size=batch_size, grad_accum=grad_accum, max_steps=max_steps,
+    config = train_config(batch_size=batch_size, grad_accum=grad_accum, max_steps=max_steps,
                          epochs=epochs, lr=lr, weight_decay=weight_decay, warmup=warmup,
                          clip=clip, eval_every=eval_every, patience=patience,
                          max_minutes=max_minutes, seed=seed)

@@ -65,9 +65,10 @@ def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def pad_rows(flat: np.ndarray, offsets: np.ndarray, rows: np.ndarray, pad_id: int,
-             lengths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+             lengths: np.ndarray | None = None, left: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Rows of a ragged array (flat values + offsets) as [batch, longest] right-padded with
-    `pad_id`, and the int64 attention mask; `lengths` (default: the full rows) cuts rows short.
+    `pad_id` (left-padded with `left`), and the int64 attention mask; `lengths` (default: the
+    full rows) cuts rows short, keeping their first values.
 
     >>> ids, mask = pad_rows(np.array([5, 6, 7, 8]), np.array([0, 3, 4]), np.array([1, 0]), 0)
     >>> ids.tolist(), mask.tolist()
@@ -76,8 +77,10 @@ def pad_rows(flat: np.ndarray, offsets: np.ndarray, rows: np.ndarray, pad_id: in
     starts = offsets[:-1][rows]
     sizes = np.diff(offsets)[rows] if lengths is None else np.asarray(lengths)[rows]
     width = int(sizes.max()) if len(sizes) else 0
-    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-    target = ranges(np.arange(len(rows), dtype=np.int64) * width, sizes)
+    ids = np.full((len(rows), width), pad_id, dtype=flat.dtype if flat.dtype.kind == "i" else np.int64)
+    shift = width - sizes if left else np.zeros_like(sizes)
+    target = ranges(np.arange(len(rows), dtype=np.int64) * width + shift, sizes)
     ids.reshape(-1)[target] = flat[ranges(starts, sizes)]
-    mask = (np.arange(width)[None, :] < sizes[:, None]).astype(np.int64)
-    return ids, mask
+    position = np.arange(width)[None, :]
+    mask = (position >= shift[:, None]) & (position < (shift + sizes)[:, None])
+    return ids.astype(np.int64), mask.astype(np.int64)

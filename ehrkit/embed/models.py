@@ -86,6 +86,20 @@ def read_config(directory: Path) -> dict:
     return config
 
 
+def load_tokenizer(directory: Path):
+    """A model directory's fast (Rust) tokenizer."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{directory}: cannot load the tokenizer ({type(err).__name__})",
+                        hint="a BERT model directory needs tokenizer.json or vocab.txt") from None
+    if not tokenizer.is_fast:
+        raise DataError(f"{directory}: the tokenizer has no fast (Rust) version")
+    return tokenizer
+
+
 def _from_pretrained(cls, directory: Path, **kwargs):
     """A transformers model from a local directory, with safetensors weights that fit it."""
     try:
@@ -189,15 +203,9 @@ class BertEncoder(_TransformerEncoder):
     def __init__(self, directory: Path, config: dict, options: EncoderOptions):
         super().__init__(directory, config, options)
         from tokenizers import Tokenizer
-        from transformers import AutoTokenizer, BertModel
+        from transformers import BertModel
 
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-        except (OSError, ValueError) as err:
-            raise DataError(f"{directory}: cannot load the tokenizer ({type(err).__name__})",
-                            hint="a BERT model directory needs tokenizer.json or vocab.txt") from None
-        if not tokenizer.is_fast:
-            raise DataError(f"{directory}: the tokenizer has no fast (Rust) version")
+        tokenizer = load_tokenizer(directory)
         self.model = _from_pretrained(BertModel, directory, add_pooling_layer=False)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         # A private copy: truncation set here must not change the tokenizer object.
@@ -206,16 +214,7 @@ class BertEncoder(_TransformerEncoder):
         self._tokenizer.enable_truncation(self.max_length)
 
     def prepare(self, table: pa.Table, source: str) -> Prepared:
-        texts = note_texts(table, self.options.text_field, source)
-        present = ~np.asarray(texts.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        encode = getattr(self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch)
-        encodings = encode(texts.fill_null("").to_pylist())
-        ids = [e.ids for e in encodings]
-        sizes = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(sizes.sum()))
-        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        truncated = sum(1 for e, keep in zip(encodings, present) if keep and e.overflowing)
-        return Prepared(np.where(present, sizes, 0), truncated, flat, offsets)
+        return encode_notes(self._tokenizer, table, self.options.text_field, source)
 
 
 class LlamaEncoder(_TransformerEncoder):
@@ -233,16 +232,8 @@ class LlamaEncoder(_TransformerEncoder):
         self.model = _from_pretrained(LlamaModel, directory)
 
     def prepare(self, table: pa.Table, source: str) -> Prepared:
-        from ehrkit.train.clm import timeline_tokens
-
-        flat, offsets = timeline_tokens(table, self.options.input_field, self.pad_id, source)
-        if flat.size and (int(flat.min()) < 0 or int(flat.max()) >= self.vocab_size):
-            raise DataError(f"{source}: field '{self.options.input_field}' has token ids outside "
-                            f"the model's vocabulary 0..{self.vocab_size - 1}",
-                            hint="tokenize with the vocabulary the model was trained on")
-        full = np.minimum(np.diff(offsets), _before_end(flat, offsets, self.end_ids))
-        lengths = np.minimum(full, self.max_length)
-        return Prepared(lengths, int((full > self.max_length).sum()), flat, offsets)
+        return encode_timelines(table, self.options.input_field, self.pad_id, self.vocab_size,
+                                self.max_length, source, self.end_ids)
 
     def _extra_inputs(self, ids: torch.Tensor) -> dict:
         # Right padding and positions 0..n-1 for every row: padding never shifts a position.
@@ -326,23 +317,10 @@ class GruEncoder(Encoder):
         return {**super().metadata(), "hour": self.options.hour}
 
     def prepare(self, table: pa.Table, source: str) -> Prepared:
-        from ehrkit.train.multilabel import series_inputs
-
-        try:
-            inputs, lengths = series_inputs(table, source)
-        except ValueError:
-            raise DataError(f"{source}: the series of one chunk must have the same number of "
-                            "hours and variables", hint="use records from `ehrkit timeline series`"
-                            ) from None
-        want = self.model.config.input_size
-        if inputs.shape[2] != want:
-            raise DataError(f"{source}: series have {inputs.shape[2]} values + mask columns per "
-                            f"hour; the GRU was trained on {want}")
-        hours = max(inputs.shape[1], 1)
-        positions = np.clip(lengths, 1, hours)  # a stay with no hours: its first (as the GRU's head)
+        prepared = encode_series(table, self.model.config.input_size, source)
         if self.options.hour is not None:
-            positions = np.minimum(positions, self.options.hour)
-        return Prepared(positions.astype(np.int64), series=inputs)
+            prepared.lengths = np.minimum(prepared.lengths, self.options.hour)
+        return prepared
 
     def states(self, prepared: Prepared, rows: np.ndarray, device: torch.device) -> torch.Tensor:
         width = int(prepared.lengths[rows].max())
@@ -360,6 +338,57 @@ ADAPTERS = {"bert": BertEncoder, "llama": LlamaEncoder, "ehrkit-gru": GruEncoder
 
 
 # ----------------------------------------------------------------------------- inputs
+# Records to model inputs, shared with fine-tuning and `ehrkit predict` (ehrkit.finetune).
+
+
+def encode_notes(tokenizer, table: pa.Table, field: str, source: str) -> Prepared:
+    """Note texts through a `tokenizers.Tokenizer` (special tokens and truncation as it is
+    configured); rows without text get length 0."""
+    texts = note_texts(table, field, source)
+    present = ~np.asarray(texts.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+    encodings = encode(texts.fill_null("").to_pylist())
+    ids = [e.ids for e in encodings]
+    sizes = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(sizes.sum()))
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    truncated = sum(1 for e, keep in zip(encodings, present) if keep and e.overflowing)
+    return Prepared(np.where(present, sizes, 0), truncated, flat, offsets)
+
+
+def encode_timelines(table: pa.Table, field: str, pad_id: int, vocab_size: int, max_length: int,
+                     source: str, end_ids: list[int] | None = None) -> Prepared:
+    """Token timelines, right padding removed, cut to their first `max_length` tokens (and
+    before the first of `end_ids`, when given)."""
+    from ehrkit.train.clm import timeline_tokens
+
+    flat, offsets = timeline_tokens(table, field, pad_id, source)
+    if flat.size and (int(flat.min()) < 0 or int(flat.max()) >= vocab_size):
+        raise DataError(f"{source}: field '{field}' has token ids outside the model's "
+                        f"vocabulary 0..{vocab_size - 1}",
+                        hint="tokenize with the vocabulary the model was trained on")
+    full = np.minimum(np.diff(offsets), _before_end(flat, offsets, end_ids or []))
+    lengths = np.minimum(full, max_length)
+    return Prepared(lengths, int((full > max_length).sum()), flat, offsets)
+
+
+def encode_series(table: pa.Table, input_size: int, source: str) -> Prepared:
+    """Hourly series (values and masks side by side); a stay's length counts at least its
+    first hour, as the GRU's head reads it."""
+    from ehrkit.train.multilabel import series_inputs
+
+    try:
+        inputs, lengths = series_inputs(table, source)
+    except ValueError:
+        raise DataError(f"{source}: the series of one chunk must have the same number of "
+                        "hours and variables", hint="use records from `ehrkit timeline series`"
+                        ) from None
+    if inputs.shape[2] != input_size:
+        raise DataError(f"{source}: series have {inputs.shape[2]} values + mask columns per "
+                        f"hour; the GRU was trained on {input_size}")
+    hours = max(inputs.shape[1], 1)
+    return Prepared(np.clip(lengths, 1, hours).astype(np.int64), series=inputs)
+
 
 
 def note_texts(table: pa.Table, field: str, source: str) -> pa.Array:
@@ -369,5 +398,5 @@ def note_texts(table: pa.Table, field: str, source: str) -> pa.Array:
     return note_text(table, field, source)[1]
 
 
-__all__ = ["ADAPTERS", "INPUT_FIELDS", "EncoderOptions", "Encoder", "Prepared", "load_encoder",
-           "note_texts"]
+__all__ = ["ADAPTERS", "INPUT_FIELDS", "EncoderOptions", "Encoder", "Prepared", "encode_notes",
+           "encode_series", "encode_timelines", "load_encoder", "note_texts"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +100,15 @@ def _restore_rng(tensors: dict, meta: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = meta["numpy_random"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+def promote_best(run_dir: Path, save) -> None:
+    """The best model (kept in RUN/best by the loop) becomes the run directory's model; with no
+    validation there is no best, and `save(run_dir)` writes the last one."""
+    best = run_dir / "best"
+    if best.is_dir():
+        for item in best.iterdir():
+            shutil.copy2(item, run_dir / item.name)
+        shutil.rmtree(best)
+    else:
+        save(run_dir)

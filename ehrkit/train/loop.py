@@ -48,6 +48,11 @@ class Task(Protocol):
     def save(self, directory: Path) -> None:
         """Write the model directory (weights, config, vocabulary)."""
 
+    # Optional: a task with `validate(model, rt) -> dict` and `select = (metric, higher is
+    # better)` keeps its best model by that validation metric (fine-tuning: AUROC, F1, Pearson)
+    # instead of by validation loss. Every rank computes the same metrics on the whole
+    # validation set, so every rank takes the same decisions.
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -73,8 +78,10 @@ class Result:
     epoch: int = 0
     train_loss: float = float("nan")
     val_loss: float | None = None
-    best_val_loss: float | None = None
+    best_val_loss: float | None = None  # the best selection value (loss or the task's metric)
     best_step: int | None = None
+    selected_by: str = "val_loss"
+    val_metrics: dict = field(default_factory=dict)  # the last validation's task metrics
     tokens_per_s: float = 0.0
     tokens: int = 0  # useful (non-padding) tokens trained on, in this process's run
     mfu: float | None = None
@@ -142,6 +149,7 @@ def train(task: Task, config: TrainConfig, rt: Runtime, run_dir: Path, resume: b
             break
     result.step, result.epoch = state["step"], state["epoch"]
     result.best_val_loss, result.best_step = state["best_val"], state["best_step"]
+    result.selected_by = _selection(task)[0]
     result.seconds = time.perf_counter() - start
     result.tokens = state["tokens"]
     result.tokens_per_s = state["tokens"] / max(result.seconds, 1e-9)
@@ -197,9 +205,15 @@ def _evaluate(task, model, eval_batches, config, rt, run_dir, state, result) -> 
         count += n.float()
     val = (runtime.all_reduce_sum(summed, rt) / runtime.all_reduce_sum(count, rt).clamp(min=1)).item()
     result.val_loss = val
-    _record(run_dir, rt, result, {"step": state["step"], "val_loss": val})
-    if state["best_val"] is None or val < state["best_val"]:
-        state["best_val"], state["best_step"], state["bad_evals"] = val, state["step"], 0
+    metrics = task.validate(model, rt) if hasattr(task, "validate") else {}
+    result.val_metrics = metrics
+    name, higher = _selection(task)
+    _record(run_dir, rt, result, {"step": state["step"], "val_loss": val,
+                                  **{f"val_{k}": float(v) for k, v in metrics.items()}},
+            shown=("val_loss", f"val_{name}"))
+    value = val if name == "val_loss" else float(metrics.get(name, math.nan))
+    if _improves(value, state["best_val"], higher):
+        state["best_val"], state["best_step"], state["bad_evals"] = value, state["step"], 0
         if rt.main:
             from ehrkit.io import atomic_path
 
@@ -212,6 +226,23 @@ def _evaluate(task, model, eval_batches, config, rt, run_dir, state, result) -> 
     if config.patience is not None and state["bad_evals"] >= config.patience:
         return "early stopping"
     return None
+
+
+def _selection(task) -> tuple[str, bool]:
+    """(what chooses the best model, whether larger is better): the task's metric or val loss."""
+    return getattr(task, "select", None) or ("val_loss", False)
+
+
+def _improves(value: float, best: float | None, higher: bool) -> bool:
+    """Whether a validation value beats the best so far; NaN (an undefined metric, e.g. AUROC
+    on one class) never does, but is kept when nothing better has been seen."""
+    if best is None:
+        return True
+    if math.isnan(value):
+        return False
+    if math.isnan(best):
+        return True
+    return value > best if higher else value < best
 
 
 def shard(batch: dict, rank: int, world: int) -> dict:
@@ -257,15 +288,16 @@ def warmup_then_decay(config: TrainConfig, total: int):
     return factor
 
 
-def _record(run_dir: Path, rt: Runtime, result: Result, row: dict) -> None:
-    """A line in metrics.jsonl and, for people, on stderr (rank 0 only)."""
+def _record(run_dir: Path, rt: Runtime, result: Result, row: dict, shown=None) -> None:
+    """A line in metrics.jsonl and, for people, on stderr (rank 0 only; `shown` keys only)."""
     result.history.append(row)
     if not rt.main:
         return
     with open(run_dir / "metrics.jsonl", "a") as out:
         out.write(json.dumps(row) + "\n")
     parts = [f"step {row['step']}"] + [f"{k} {v:.4g}" for k, v in row.items()
-                                      if k not in ("step", "epoch") and isinstance(v, float)]
+                                      if k not in ("step", "epoch") and isinstance(v, float)
+                                      and (shown is None or k in shown)]
     log.info("  ".join(parts))
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import json
 import resource
-import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 from ehrkit import log, provenance, runtime
 from ehrkit.errors import UsageError
 from ehrkit.io import read_table
+from ehrkit.train import checkpoint
 from ehrkit.train.loop import TrainConfig, train
 
 OBJECTIVES = {"mlm": "ehrkit.train.mlm", "clm": "ehrkit.train.clm",
@@ -77,13 +77,7 @@ def _check_run_dir(req: PretrainRequest) -> None:
 
 def _finalize(task, req: PretrainRequest, rt, summary: dict) -> None:
     """The best model (by validation loss) becomes the run directory's model."""
-    best = req.run_dir / "best"
-    if best.is_dir():
-        for item in best.iterdir():
-            shutil.copy2(item, req.run_dir / item.name)
-        shutil.rmtree(best)
-    else:
-        task.save(req.run_dir)
+    checkpoint.promote_best(req.run_dir, task.save)
     hardware = {**rt.describe(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     peak = runtime.cuda_peak_memory(rt)
     if peak is not None:

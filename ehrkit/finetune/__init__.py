@@ -1,0 +1,1 @@
+"""Fine-tuning and inference: `ehrkit finetune` and `ehrkit predict`."""
