@@ -100,7 +100,7 @@ def load_tokenizer(directory: Path):
     return tokenizer
 
 
-def _from_pretrained(cls, directory: Path, **kwargs):
+def from_pretrained(cls, directory: Path, **kwargs):
     """A transformers model from a local directory, with safetensors weights that fit it."""
     try:
         model, info = cls.from_pretrained(directory, local_files_only=True, use_safetensors=True,
@@ -206,7 +206,7 @@ class BertEncoder(_TransformerEncoder):
         from transformers import BertModel
 
         tokenizer = load_tokenizer(directory)
-        self.model = _from_pretrained(BertModel, directory, add_pooling_layer=False)
+        self.model = from_pretrained(BertModel, directory, add_pooling_layer=False)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         # A private copy: truncation set here must not change the tokenizer object.
         self._tokenizer = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
@@ -226,10 +226,10 @@ class LlamaEncoder(_TransformerEncoder):
         super().__init__(directory, config, options)
         from transformers import LlamaModel
 
-        self.pad_id = _timeline_pad(directory, config)
+        self.pad_id = timeline_pad(directory, config)
         self.end_ids = _timeline_ends(directory)
         self.vocab_size = int(config.get("vocab_size", 0))
-        self.model = _from_pretrained(LlamaModel, directory)
+        self.model = from_pretrained(LlamaModel, directory)
 
     def prepare(self, table: pa.Table, source: str) -> Prepared:
         return encode_timelines(table, self.options.input_field, self.pad_id, self.vocab_size,
@@ -266,7 +266,7 @@ def _before_end(flat: np.ndarray, offsets: np.ndarray, end_ids: list[int]) -> np
     return np.minimum(lengths, first)
 
 
-def _timeline_pad(directory: Path, config: dict) -> int:
+def timeline_pad(directory: Path, config: dict) -> int:
     vocab = directory / "vocab.json"
     if vocab.is_file():
         from ehrkit.timeline.vocab import PAD, Vocabulary

@@ -19,8 +19,10 @@ from ehrkit.finetune.spec import Spec
 
 
 class Featurizer:
-    def __init__(self, spec: Spec, model: torch.nn.Module, tokenizer=None, pad_id: int = 0):
-        self.spec, self.pad_id = spec, pad_id
+    def __init__(self, spec: Spec, model: torch.nn.Module, tokenizer=None):
+        self.spec = spec
+        # timelines: the model's config names PAD (set from vocab.json when it was built)
+        self.pad_id = int(getattr(model.config, "pad_token_id", 0) or 0)
         self.input_size = getattr(model.config, "input_size", 0)
         self.vocab_size = int(getattr(model.config, "vocab_size", 0) or 0)
         self._backend, self.tokenizer = None, tokenizer

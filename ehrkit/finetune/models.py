@@ -84,9 +84,9 @@ def _transformer(spec: Spec, init: Path, max_length: int | None):
            "timeline": LlamaForSequenceClassification}[spec.kind]
     extra = {}
     if spec.kind == "timeline":
-        from ehrkit.embed.models import _timeline_pad
+        from ehrkit.embed.models import timeline_pad
 
-        extra["pad_token_id"] = _timeline_pad(init, json.loads((init / "config.json").read_text()))
+        extra["pad_token_id"] = timeline_pad(init, json.loads((init / "config.json").read_text()))
     if spec.task != "ner":
         extra["problem_type"] = _problem(spec.task)
     try:
@@ -105,8 +105,7 @@ def _transformer(spec: Spec, init: Path, max_length: int | None):
 def _gru(spec: Spec, init: str | None, options: dict):
     from ehrkit.models.gru import GRUClassifier, GRUConfig
 
-    names = spec.label_names if spec.task == "multilabel" else _label_maps(spec)["id2label"]
-    names = list(names.values()) if isinstance(names, dict) else names
+    names = list(_label_maps(spec)["id2label"].values())
     if init is None:
         if not options.get("input_size"):
             raise DataError("the series records have no variables")
@@ -136,11 +135,11 @@ def load(directory: Path, spec: Spec) -> torch.nn.Module:
     from transformers import (BertForSequenceClassification, BertForTokenClassification,
                               LlamaForSequenceClassification)
 
-    from ehrkit.embed.models import _from_pretrained
+    from ehrkit.embed.models import from_pretrained
 
     cls = {"text": BertForSequenceClassification, "ner": BertForTokenClassification,
            "timeline": LlamaForSequenceClassification}[spec.kind]
-    return _from_pretrained(cls, directory)
+    return from_pretrained(cls, directory)
 
 
 def logits(model: torch.nn.Module, kind: str, batch: dict) -> torch.Tensor:

@@ -25,6 +25,7 @@ from ehrkit.finetune.score import BUDGET, score_metrics, score_rows
 from ehrkit.finetune.spec import Spec
 from ehrkit.finetune.task import Data
 from ehrkit.io import STDIO, read_batches
+from ehrkit.probe.labels import reapply
 
 
 class Predictor:
@@ -47,8 +48,7 @@ class Predictor:
             spec.max_length = max_length
         model = models.load(directory, spec).to(rt.device)
         tokenizer = models.load_tokenizer(directory) if spec.kind in ("text", "ner") else None
-        pad = int(getattr(model.config, "pad_token_id", 0) or 0)
-        return cls(directory, spec, model, Featurizer(spec, model, tokenizer, pad), rt, budget)
+        return cls(directory, spec, model, Featurizer(spec, model, tokenizer), rt, budget)
 
     def predict_table(self, table: pa.Table, source: str,
                       made_by: str = "ehrkit predict") -> tuple[pa.Table, dict]:
@@ -59,7 +59,7 @@ class Predictor:
         rows = np.arange(table.num_rows)
         raw = score_rows(self.model, self.featurizer, Data(prepared), rows, self.rt, self.budget)
         scores = models.to_scores(self.spec, raw)
-        truths = _truths(self.spec, table, source)
+        truths = reapply(table, self.spec.targets, source)
         metrics = score_metrics(self.spec, np.stack(truths, axis=1), scores) \
             if truths is not None and len(rows) else {}
         columns = records.output_columns(self.spec, truths, scores)
@@ -92,12 +92,6 @@ def _batches(path: str, fmt: str | None):
 
         return read_conll_files([path]).to_batches()
     return read_batches(path, fmt)
-
-
-def _truths(spec: Spec, table: pa.Table, source: str) -> list[np.ndarray] | None:
-    from ehrkit.probe.labels import reapply
-
-    return reapply(table, spec.targets, source)
 
 
 # ----------------------------------------------------------------------------- the command

@@ -33,6 +33,7 @@ from ehrkit.finetune.inputs import Featurizer
 from ehrkit.finetune.spec import TASKS, Spec
 from ehrkit.finetune.task import Data, FinetuneTask, class_weights
 from ehrkit.probe.data import HELD_OUT, TRAIN, TUNING, carve_tuning, group_ids, split_codes
+from ehrkit.train.checkpoint import promote_best
 from ehrkit.train.loop import TrainConfig, train
 
 HEADS = {"text": ("classifier.", "bert.pooler."), "ner": ("classifier.",),
@@ -107,16 +108,16 @@ def run_finetune(req: FinetuneRequest) -> dict:
 def _run_one(req: FinetuneRequest, rt) -> dict:
     _check_run_dir(req)
     table, source = _read(req)
-    spec, labels_y = _spec(req, table, source)
+    spec, labels_y, parsed = _spec(req, table, source)
     model, tokenizer, new = models.build(spec, req.init, req.train.seed, _gru_options(req, table),
                                          req.max_length)
     spec.max_length = _max_length(req, model)
-    featurizer = Featurizer(spec, model, tokenizer, _pad_id(spec, model))
+    featurizer = Featurizer(spec, model, tokenizer)
     codes, how = _splits(req, table, source)
     if spec.task == "ner":
         from ehrkit.finetune.tagging import ner_data
 
-        data, row_of = ner_data(spec, table, tokenizer, source)
+        data, row_of = ner_data(spec, table, tokenizer, source, parsed=parsed)
     else:
         data, row_of = Data(featurizer.prepare(table, source), y=labels_y), np.arange(len(table))
     codes_per_row = codes[row_of]
@@ -145,7 +146,7 @@ def _run_one(req: FinetuneRequest, rt) -> dict:
                "best": result.best_val_loss, "seconds": round(result.seconds, 2),
                "stopped": result.stopped}
     if rt.main:
-        _promote_best(task, req.run_dir)
+        promote_best(req.run_dir, task.save)
         summary["validation"] = _best_validation(req.run_dir, result.best_step)
         summary["test"] = _predict_evaluation_split(req, spec, table, data, row_of, codes, rt)
         _provenance(req, spec, rt, summary, how, codes, len(new))
@@ -171,17 +172,21 @@ def is_conll(path: str) -> bool:
     return Path(path).name.lower().removesuffix(".gz").endswith((".conll", ".bio", ".tsv", ".iob"))
 
 
-def _spec(req: FinetuneRequest, table: pa.Table, source: str) -> tuple[Spec, np.ndarray | None]:
-    """The Spec (task, label map) and the targets [rows, outputs-or-1] of row tasks."""
+def _spec(req: FinetuneRequest, table: pa.Table, source: str):
+    """The Spec (task, label map); the targets [rows, outputs-or-1] of row tasks; for ner the
+    records' words and tags, read once here (the tag set sizes the model)."""
     kind = models.kind_for(req.init, req.task)
     base = dict(kind=kind, text_field=req.text_field, input_field=req.input_field,
                 tokens_field=req.tokens_field, tags_field=req.tags_field, stride=req.stride,
                 scheme=req.scheme)
     if kind == "ner":
-        from ehrkit.finetune.tagging import tag_names
+        from ehrkit.finetune import ner
+        from ehrkit.finetune.tagging import words_and_tags
 
-        return Spec(task="ner", tag_names=tag_names(table, req.tags_field, req.scheme, source),
-                    **base), None
+        spec = Spec(task="ner", **base)
+        parsed = words_and_tags(spec, table, source)
+        spec.tag_names = ner.label_list(parsed[1], req.scheme)
+        return spec, None, parsed
     from ehrkit.probe.labels import build
 
     labels = build(table, list(req.label_fields), req.task, req.positive, source)
@@ -192,7 +197,7 @@ def _spec(req: FinetuneRequest, table: pa.Table, source: str) -> tuple[Spec, np.
         spec.target_mean = float(known.mean()) if known.size else 0.0
         spec.target_scale = float(known.std()) if known.size > 1 and known.std() > 0 else 1.0
         y = (y - spec.target_mean) / spec.target_scale
-    return spec, y
+    return spec, y, None
 
 
 def _gru_options(req: FinetuneRequest, table: pa.Table) -> dict:
@@ -209,10 +214,6 @@ def _max_length(req: FinetuneRequest, model) -> int:
     if not positions:
         return 0
     return req.max_length or min(512, positions)
-
-
-def _pad_id(spec: Spec, model) -> int:
-    return int(getattr(model.config, "pad_token_id", 0) or 0)
 
 
 def _splits(req: FinetuneRequest, table: pa.Table, source: str) -> tuple[np.ndarray, str]:
@@ -263,12 +264,6 @@ def _check_run_dir(req: FinetuneRequest) -> None:
 
 
 # ------------------------------------------------------------------------------- results
-
-
-def _promote_best(task: FinetuneTask, run_dir: Path) -> None:
-    from ehrkit.train.checkpoint import promote_best
-
-    promote_best(run_dir, task.save)
 
 
 def _best_validation(run_dir: Path, step: int | None) -> dict:

@@ -70,7 +70,7 @@ def score_metrics(spec: Spec, y: np.ndarray, scores: np.ndarray) -> dict:
 
     if spec.task == "multilabel":
         return m.multilabel(y, scores, spec.label_names)
-    known = ~np.isnan(y[:, 0]) & np.all(np.isfinite(np.atleast_2d(scores.T).T.reshape(len(y), -1)), axis=1)
+    known = ~np.isnan(y[:, 0]) & np.isfinite(scores.reshape(len(y), -1)).all(axis=1)
     if not known.any():
         return {}
     y, scores = y[known, 0], scores[known]

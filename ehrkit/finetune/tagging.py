@@ -73,17 +73,12 @@ def words_and_tags(spec: Spec, table: pa.Table, source: str,
     return words, [ner.to_scheme(t, spec.scheme) for t in tags]
 
 
-def tag_names(table: pa.Table, tags_field: str, scheme: str, source: str) -> list[str]:
-    spec = Spec(kind="ner", task="ner", tags_field=tags_field, scheme=scheme)
-    _, tags = words_and_tags(spec, table, source)
-    return ner.label_list(tags, scheme)
-
-
-def ner_data(spec: Spec, table: pa.Table, tokenizer, source: str,
-             require_tags: bool = True) -> tuple[Data, np.ndarray]:
+def ner_data(spec: Spec, table: pa.Table, tokenizer, source: str, require_tags: bool = True,
+             parsed: tuple | None = None) -> tuple[Data, np.ndarray]:
     """(windows as Data, the record of each window). Training labels only with
-    `require_tags`; at prediction the gold tags are kept as strings (`data.gold`)."""
-    words, tags = words_and_tags(spec, table, source, require_tags)
+    `require_tags`; at prediction the gold tags are kept as strings (`data.gold`). `parsed`:
+    the records' (words, tags) when the caller has read them already."""
+    words, tags = parsed or words_and_tags(spec, table, source, require_tags)
     label2id = {name: i for i, name in enumerate(spec.tag_names)}
     windows = ner.encode(tokenizer, words, tags if require_tags else None, label2id,
                          spec.max_length, spec.stride)
