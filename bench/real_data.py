@@ -9,13 +9,17 @@ hand; the only non-ehrkit step turns the MTS-Dialog CSV files into JSONL records
    pretrained on the training set's section texts and dialogues, fine-tuned on the training
    set (a tenth of it validates); accuracy and macro-F1 on the validation file (100 sections)
    as the test set.
-3. Timeline outcomes, CLIF 2.1 MIMIC-IV demo (310 hospitalisations): a tiny causal model
+3. Multitask (MT-Clinical BERT): NCBI-disease NER, MTS-Dialog section headers and a synthetic
+   similarity task (`synth pairs`) on one encoder pretrained on all their texts, with
+   `--compare-single`: the per-task table multitask vs single-task.
+4. Timeline outcomes, CLIF 2.1 MIMIC-IV demo (310 hospitalisations): a tiny causal model
    pretrained on the full training timelines, fine-tuned on the first 24 hours for in-hospital
    death and for ICU admission; ICU admission is evaluated only on stays with no ICU in the
    first 24 hours (`--by icu_admission_24h`, the subgroup `=0`), as FMs-for-EHRs does.
 
-    python bench/real_data.py                    # all three (about 15 minutes on 2 CPU cores)
+    python bench/real_data.py                    # all four (about 30 minutes on 2 CPU cores)
     python bench/real_data.py --only ner --minutes 3
+    python bench/real_data.py --only multitask --minutes 4
     python bench/real_data.py --preset base --device cuda     # on a GPU
 """
 
@@ -82,7 +86,9 @@ def ner(work: Path, a) -> None:
          ["entity_f1", "entity_precision", "entity_recall", "token_f1"])
 
 
-def mts(work: Path, a) -> None:
+def mts_records(work: Path):
+    """MTS-Dialog as records (the validation file as the held-out split) in work/mts.jsonl;
+    returns the training sections' texts and dialogues, for pretraining."""
     import polars as pl
 
     source = DATA / "notes" / "mts-dialog"
@@ -91,8 +97,11 @@ def mts(work: Path, a) -> None:
     records = pl.concat([train, test]).select("ID", "section_header", text="section_text",
                                               split="split")
     records.write_ndjson(work / "mts.jsonl")
-    corpus = pl.concat([train.select(text="section_text"), train.select(text="dialogue")])
-    corpus.write_parquet(work / "mts-corpus.parquet")
+    return pl.concat([train.select(text="section_text"), train.select(text="dialogue")])
+
+
+def mts(work: Path, a) -> None:
+    mts_records(work).write_parquet(work / "mts-corpus.parquet")
     ehrkit("pretrain", "mts-corpus.parquet", "--from-scratch", "--vocab-size", "8000", "--preset",
            a.preset, "--max-length", "128", "--batch-size", "32", "--lr", "1e-3", "--epochs", "50",
            "--max-minutes", str(a.minutes), "--eval-every", "200", "--device", a.device, "-q",
@@ -104,6 +113,36 @@ def mts(work: Path, a) -> None:
     ehrkit("evaluate", "mts-cls/predictions.parquet", "-q", "-o", "mts.metrics.jsonl", cwd=work)
     show("MTS-Dialog section header, 20 classes (validation file as test)",
          metrics(work / "mts.metrics.jsonl"), ["accuracy", "macro_f1", "auroc_macro"])
+
+
+def multitask(work: Path, a) -> None:
+    """MT-Clinical BERT's setting on open data: NCBI-disease NER, MTS-Dialog section headers and
+    a synthetic sentence-similarity task on one encoder, against each task alone."""
+    import polars as pl
+
+    from ehrkit.finetune.ner import read_conll
+
+    source = DATA / "ner" / "ncbi-disease"
+    sentences = read_conll(str(source / "train.tsv"))["tokens"].to_pylist()
+    ehrkit("synth", "pairs", "-n", "3000", "--seed", "1", "-q", "-o", "pairs.jsonl", cwd=work)
+    pairs = pl.read_ndjson(work / "pairs.jsonl")
+    corpus = pl.concat([pl.DataFrame({"text": [" ".join(s) for s in sentences]}),
+                        mts_records(work),
+                        pairs.select(text=pl.col("sentence_a") + " " + pl.col("sentence_b"))])
+    corpus.write_parquet(work / "mt-corpus.parquet")
+    ehrkit("pretrain", "mt-corpus.parquet", "--from-scratch", "--vocab-size", "8000", "--preset",
+           a.preset, "--max-length", "128", "--batch-size", "32", "--lr", "1e-3", "--epochs", "50",
+           "--max-minutes", str(a.minutes), "--eval-every", "200", "--device", a.device, "-q",
+           "-o", "mt-mlm", cwd=work)
+    ncbi = ",".join(str(source / f) for f in ("train.tsv", "devel.tsv", "test.tsv"))
+    ehrkit("multitask", "--init", "mt-mlm", "--task", f"ncbi=ner:{ncbi}",
+           "--task", "mts=classification:mts.jsonl label=section_header",
+           "--task", "sim=regression:pairs.jsonl label=similarity", "--max-length", "128",
+           "--batch-size", "16", "--lr", "1e-3", "--epochs", "10", "--max-minutes", str(a.minutes),
+           "--compare-single", "--device", a.device, "-q", "-o", "mt", cwd=work)
+    from ehrkit.multitask.run import format_table
+
+    print("== " + format_table(json.loads((work / "mt" / "compare.json").read_text())["rows"]))
 
 
 def clif(work: Path, a) -> None:
@@ -131,7 +170,7 @@ def clif(work: Path, a) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("ner", "mts", "clif"), action="append")
+    parser.add_argument("--only", choices=("ner", "mts", "clif", "multitask"), action="append")
     parser.add_argument("--preset", default="small", help="BERT size for NER and MTS-Dialog")
     parser.add_argument("--minutes", type=float, default=4.0, help="cap per training run")
     parser.add_argument("--device", default="auto")
@@ -142,8 +181,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(a.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        for name in a.only or ("ner", "mts", "clif"):
-            {"ner": ner, "mts": mts, "clif": clif}[name](work, a)
+        for name in a.only or ("ner", "mts", "clif", "multitask"):
+            {"ner": ner, "mts": mts, "clif": clif, "multitask": multitask}[name](work, a)
 
 
 if __name__ == "__main__":

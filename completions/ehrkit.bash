@@ -3,7 +3,7 @@
 # Python. Each table function sets REPLY; a value spec is choice:WORDS, file, dir or none.
 _ehrkit_subcommands() {
     case "$1" in
-        '') REPLY='pretrain finetune predict embed probe evaluate synth notes timeline' ;;
+        '') REPLY='pretrain finetune multitask predict embed probe evaluate synth notes timeline' ;;
         synth) REPLY='notes clif series ner pairs' ;;
         notes) REPLY='clean chunk cohort' ;;
         timeline) REPLY='tokenize series' ;;
@@ -15,7 +15,8 @@ _ehrkit_options() {
         '') REPLY='--version -h --help' ;;
         pretrain) REPLY='--objective -o --output --from --preset --init --from-scratch --vocab-size --exclude-ids --max-length --text-field --vocab --chunk --pad-between --labels --hidden --layers --dropout --batch-size --grad-accum --max-steps --epochs --lr --weight-decay --warmup --clip --eval-every --patience --max-minutes --val-fraction --resume --device --devices --seed -q --quiet -v --verbose -h --help' ;;
         finetune) REPLY='--init -o --output --task --label-field --positive --from --text-field --input-field --tokens-field --tags-field --scheme --max-length --stride --split-field --group-field --val-fraction --test-fraction --class-weights --urt --freeze-encoder --select --hidden --layers --dropout --seeds --batch-size --grad-accum --max-steps --epochs --lr --weight-decay --warmup --clip --eval-every --patience --max-minutes --resume --device --devices --seed -q --quiet -v --verbose -h --help' ;;
-        predict) REPLY='-m --model -o --output --from --to --max-length --batch-size --batch-tokens --chunk-rows --device -q --quiet -v --verbose -h --help' ;;
+        multitask) REPLY='--task --tasks-file --init -o --output --schedule --frozen-heads --compare-single --max-length --select --batch-size --grad-accum --max-steps --epochs --lr --weight-decay --warmup --clip --eval-every --patience --max-minutes --resume --device --devices --seed -q --quiet -v --verbose -h --help' ;;
+        predict) REPLY='-m --model -o --output --from --to --max-length --batch-size --batch-tokens --chunk-rows --tasks --device -q --quiet -v --verbose -h --help' ;;
         embed) REPLY='-m --model --handcrafted -o --output --from --to --pool --layer --hour --text-field --input-field --max-length --all-positions --trajectory --batch-size --batch-tokens --chunk-rows --device -q --quiet -v --verbose -h --help' ;;
         probe) REPLY='-o --output --from --to --label-field --feature-field --task --positive --split-field --val-fraction --test-fraction --group-field --predict --model --penalty --C --save --load --outliers --train-fraction --shots --replicates --seed -q --quiet -v --verbose -h --help' ;;
         evaluate) REPLY='-o --output --from --to --task --label-field --score-field --prediction-field --name --threshold --bootstrap --confidence --patient-field --by --aggregate --group-by --scale --compare --on --los-buckets --plots --seed -q --quiet -v --verbose -h --help' ;;
@@ -104,6 +105,27 @@ _ehrkit_values() {
         'finetune|--device') REPLY='choice:auto cpu cuda' ;;
         'finetune|--devices') REPLY=none ;;
         'finetune|--seed') REPLY=none ;;
+        'multitask|--task') REPLY=none ;;
+        'multitask|--tasks-file') REPLY=none ;;
+        'multitask|--init') REPLY=dir ;;
+        'multitask|-o' | 'multitask|--output') REPLY=dir ;;
+        'multitask|--schedule') REPLY='choice:round-robin proportional sum' ;;
+        'multitask|--max-length') REPLY=none ;;
+        'multitask|--select') REPLY=none ;;
+        'multitask|--batch-size') REPLY=none ;;
+        'multitask|--grad-accum') REPLY=none ;;
+        'multitask|--max-steps') REPLY=none ;;
+        'multitask|--epochs') REPLY=none ;;
+        'multitask|--lr') REPLY=none ;;
+        'multitask|--weight-decay') REPLY=none ;;
+        'multitask|--warmup') REPLY=none ;;
+        'multitask|--clip') REPLY=none ;;
+        'multitask|--eval-every') REPLY=none ;;
+        'multitask|--patience') REPLY=none ;;
+        'multitask|--max-minutes') REPLY=none ;;
+        'multitask|--device') REPLY='choice:auto cpu cuda' ;;
+        'multitask|--devices') REPLY=none ;;
+        'multitask|--seed') REPLY=none ;;
         'predict|-m' | 'predict|--model') REPLY=dir ;;
         'predict|-o' | 'predict|--output') REPLY=file ;;
         'predict|--from') REPLY='choice:jsonl parquet conll' ;;
@@ -112,6 +134,7 @@ _ehrkit_values() {
         'predict|--batch-size') REPLY=none ;;
         'predict|--batch-tokens') REPLY=none ;;
         'predict|--chunk-rows') REPLY=none ;;
+        'predict|--tasks') REPLY=none ;;
         'predict|--device') REPLY='choice:auto cpu cuda' ;;
         'embed|-m' | 'embed|--model') REPLY=dir ;;
         'embed|-o' | 'embed|--output') REPLY=file ;;

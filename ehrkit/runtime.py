@@ -117,13 +117,15 @@ def barrier(rt: Runtime) -> None:
         torch.distributed.barrier()
 
 
-def wrap_ddp(model: torch.nn.Module, rt: Runtime) -> torch.nn.Module:
+def wrap_ddp(model: torch.nn.Module, rt: Runtime, find_unused: bool = False) -> torch.nn.Module:
+    """DDP around the model under torchrun; `find_unused` when a step may leave some
+    parameters out (a multitask step trains one head)."""
     if not rt.distributed:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [rt.local_rank] if rt.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def cuda_peak_memory(rt: Runtime) -> int | None:

@@ -15,7 +15,8 @@ from typing import Annotated, Optional
 import typer
 
 from ehrkit import __version__
-from ehrkit.cli import embed, evaluate, finetune, notes, predict, pretrain, probe, synth, timeline
+from ehrkit.cli import (embed, evaluate, finetune, multitask, notes, predict, pretrain, probe,
+                        synth, timeline)
 
 app = typer.Typer(
     name="ehrkit",
@@ -32,6 +33,7 @@ app.add_typer(notes.app, name="notes")
 app.add_typer(timeline.app, name="timeline")
 app.command("pretrain")(pretrain.pretrain)
 app.command("finetune")(finetune.finetune)
+app.command("multitask")(multitask.multitask)
 app.command("predict")(predict.predict)
 app.command("embed")(embed.embed)
 app.command("probe")(probe.probe)

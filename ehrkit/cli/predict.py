@@ -10,7 +10,8 @@ from ehrkit.cli.options import Device, Inputs, Quiet, ToFormat, Verbose, fmt, in
 
 def predict(
     paths: Inputs = None,
-    model: Annotated[str, opt("-m", "--model", help="A model directory from `ehrkit finetune`.",
+    model: Annotated[str, opt("-m", "--model", help="A model directory from `ehrkit finetune` "
+                              "or `ehrkit multitask`.",
                               metavar="DIR")] = ...,
     output: Annotated[str, opt("-o", "--output", help="Output file, '-' (stdout), or a "
                                 "directory (ends in '/' or has no extension) of Parquet parts.",
@@ -30,6 +31,9 @@ def predict(
                                                 show_default=False)] = None,
     chunk_rows: Annotated[int, opt("--chunk-rows", min=1, help="Records read, sorted and "
                                     "predicted at a time (bounds memory).")] = 2048,
+    tasks: Annotated[Optional[str], opt("--tasks", help="A multitask model: the heads to "
+                                         "apply, e.g. ncbi,sim (default: every head that fits "
+                                         "the records).", show_default=False)] = None,
     device: Annotated[Device, opt("--device", help="auto: CUDA when present.")] = Device.auto,
     quiet: Quiet = False,
     verbose: Verbose = 0,
@@ -57,4 +61,5 @@ def predict(
 
     source = from_.value if from_ else None
     run_predict(PredictRequest(inputs(paths), model, output, source, fmt(to), batch_size,
-                               batch_tokens, max_length, chunk_rows, device.value))
+                               batch_tokens, max_length, chunk_rows, device.value,
+                               [t for t in tasks.split(",") if t] if tasks else None))

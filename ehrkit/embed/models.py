@@ -55,6 +55,7 @@ class Prepared:
     flat: np.ndarray | None = None  # token ids of every row, concatenated
     offsets: np.ndarray | None = None  # [rows + 1] into flat
     series: np.ndarray | None = None  # [rows, hours, features] float32
+    types: np.ndarray | None = None  # sentence pairs: segment ids (0, 1) aligned with flat
 
 
 # ----------------------------------------------------------------------------- loading

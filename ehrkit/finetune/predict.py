@@ -67,6 +67,13 @@ class Predictor:
                        "truncated": prepared.truncated, "empty": int((prepared.lengths == 0).sum())}
         return records.prediction_table(table, self.spec, columns, made_by), metrics
 
+    def describe(self) -> str:
+        return f"{self.spec.task} {self.spec.kind} model"
+
+    def empty_schema(self, schema: pa.Schema | None) -> pa.Schema:
+        """The output schema of no records (an empty input)."""
+        return records.empty_schema(schema, self.spec, "ehrkit predict")
+
     def _tags(self, table: pa.Table, source: str, made_by: str) -> tuple[pa.Table, dict]:
         from ehrkit.eval import metrics as m
         from ehrkit.finetune.tagging import ner_data, predicted_tags
@@ -81,6 +88,19 @@ class Predictor:
                        "truncated": data.prepared.truncated, "empty": 0}
         return records.prediction_table(table, self.spec, records.tag_columns(gold, predicted),
                                         made_by), metrics
+
+
+def _load(req: "PredictRequest", rt, budget: Budget):
+    """The predictor of a fine-tuned or a multitask model directory."""
+    from ehrkit.multitask.model import is_multitask
+
+    if is_multitask(req.model):
+        from ehrkit.multitask.predict import MultitaskPredictor
+
+        return MultitaskPredictor.load(req.model, rt, budget, req.tasks, req.max_length)
+    if req.tasks:
+        raise UsageError("--tasks picks heads of a multitask model; this is a single-task model")
+    return Predictor.load(req.model, rt, budget, req.max_length)
 
 
 def _batches(path: str, fmt: str | None):
@@ -109,6 +129,7 @@ class PredictRequest:
     max_length: int | None = None
     chunk_rows: int = 2048
     device: str = "auto"
+    tasks: list | None = None  # a multitask model: the heads to apply (default: all)
 
 
 def run_predict(req: PredictRequest) -> dict:
@@ -122,18 +143,17 @@ def run_predict(req: PredictRequest) -> dict:
         parts = check_output(req, rt.world)
         budget = Budget.of(req.batch_tokens, req.batch_size) \
             if req.batch_tokens or req.batch_size else BUDGET
-        predictor = Predictor.load(req.model, rt, budget, req.max_length)
+        predictor = _load(req, rt, budget)
         timer, index = log.Timer(), 0
         totals = {"rows": 0, "tokens": 0, "truncated": 0, "empty": 0}
         with output_writer(req, parts, rt) as writer, log.progress("predict", unit="records") as bar:
-            writer.empty_schema = records.empty_schema(None, predictor.spec, "ehrkit predict")
+            writer.empty_schema = predictor.empty_schema(None)
             for path in req.inputs:
                 source = "<stdin>" if path == STDIO else path
                 for table in chunks(_batches(path, req.fmt), req.chunk_rows):
                     mine, index = index % rt.world == rt.rank, index + 1
                     if index == 1:
-                        writer.empty_schema = records.empty_schema(table.schema, predictor.spec,
-                                                                   "ehrkit predict")
+                        writer.empty_schema = predictor.empty_schema(table.schema)
                     if not mine:
                         continue
                     out, _ = predictor.predict_table(table, source)
@@ -143,13 +163,12 @@ def run_predict(req: PredictRequest) -> dict:
                     bar.update(table.num_rows)
         seconds = max(timer.seconds, 1e-9)
         summary = {**totals, "rows_per_s": round(totals["rows"] / seconds, 1),
-                   "seconds": round(seconds, 3), "task": predictor.spec.task,
-                   "kind": predictor.spec.kind, "model": str(req.model), "world_size": rt.world}
+                   "seconds": round(seconds, 3), "model": str(req.model), "world_size": rt.world}
         if rt.main:
             line = (f"predict: {totals['rows']:,} rows, {summary['rows_per_s']:,.1f} rows/s; "
-                    f"{predictor.spec.task} {predictor.spec.kind} model")
+                    f"{predictor.describe()}")
             if totals["truncated"]:
-                line += f"; {totals['truncated']:,} truncated to {predictor.spec.max_length} tokens"
+                line += f"; {totals['truncated']:,} truncated to fit the model's input length"
             if totals["empty"]:
                 line += f"; {totals['empty']:,} with no input (null score)"
             log.info(line)

@@ -107,7 +107,7 @@ def run_finetune(req: FinetuneRequest) -> dict:
 
 def _run_one(req: FinetuneRequest, rt) -> dict:
     _check_run_dir(req)
-    table, source = _read(req)
+    table, source = read_records(req.inputs, req.fmt)
     spec, labels_y, parsed = _spec(req, table, source)
     model, tokenizer, new = models.build(spec, req.init, req.train.seed, _gru_options(req, table),
                                          req.max_length)
@@ -157,15 +157,16 @@ def _run_one(req: FinetuneRequest, rt) -> dict:
 # ------------------------------------------------------------------------------- inputs
 
 
-def _read(req: FinetuneRequest) -> tuple[pa.Table, str]:
+def read_records(inputs: list, fmt: str | None) -> tuple[pa.Table, str]:
+    """All records of the inputs (CoNLL files, JSONL or Parquet) and a name for messages."""
     from ehrkit.io import read_table
 
-    source = req.inputs[0] if len(req.inputs) == 1 else "input"
-    if req.fmt == "conll" or (req.fmt is None and all(is_conll(p) for p in req.inputs)):
+    source = inputs[0] if len(inputs) == 1 else "input"
+    if fmt == "conll" or (fmt is None and all(is_conll(p) for p in inputs)):
         from ehrkit.finetune.tagging import read_conll_files
 
-        return read_conll_files(req.inputs), source
-    return read_table(req.inputs, req.fmt), source
+        return read_conll_files(inputs), source
+    return read_table(inputs, fmt), source
 
 
 def is_conll(path: str) -> bool:
@@ -173,24 +174,29 @@ def is_conll(path: str) -> bool:
 
 
 def _spec(req: FinetuneRequest, table: pa.Table, source: str):
+    kind = models.kind_for(req.init, req.task)
+    return make_spec(kind, req.task, req.label_fields, req.positive, table, source,
+                     text_field=req.text_field, input_field=req.input_field,
+                     tokens_field=req.tokens_field, tags_field=req.tags_field, stride=req.stride,
+                     scheme=req.scheme)
+
+
+def make_spec(kind: str, task: str, label_fields: list, positive: str | None, table: pa.Table,
+              source: str, **fields):
     """The Spec (task, label map); the targets [rows, outputs-or-1] of row tasks; for ner the
     records' words and tags, read once here (the tag set sizes the model)."""
-    kind = models.kind_for(req.init, req.task)
-    base = dict(kind=kind, text_field=req.text_field, input_field=req.input_field,
-                tokens_field=req.tokens_field, tags_field=req.tags_field, stride=req.stride,
-                scheme=req.scheme)
     if kind == "ner":
         from ehrkit.finetune import ner
         from ehrkit.finetune.tagging import words_and_tags
 
-        spec = Spec(task="ner", **base)
+        spec = Spec(kind=kind, task="ner", **fields)
         parsed = words_and_tags(spec, table, source)
-        spec.tag_names = ner.label_list(parsed[1], req.scheme)
+        spec.tag_names = ner.label_list(parsed[1], spec.scheme)
         return spec, None, parsed
     from ehrkit.probe.labels import build
 
-    labels = build(table, list(req.label_fields), req.task, req.positive, source)
-    spec = Spec(task=labels.task, targets=[t.to_json() for t in labels.targets], **base)
+    labels = build(table, list(label_fields), task, positive, source)
+    spec = Spec(kind=kind, task=labels.task, targets=[t.to_json() for t in labels.targets], **fields)
     y = np.stack([t.y for t in labels.targets], axis=1).astype(np.float32)
     if spec.task == "regression":
         known = y[~np.isnan(y)]
@@ -217,12 +223,20 @@ def _max_length(req: FinetuneRequest, model) -> int:
 
 
 def _splits(req: FinetuneRequest, table: pa.Table, source: str) -> tuple[np.ndarray, str]:
-    codes, how = split_codes(table, req.split_field, req.group_field, req.val_fraction,
-                             req.test_fraction, req.train.seed, source)
-    if not (codes == TUNING).any() and req.val_fraction > 0:
-        groups = group_ids(table, req.group_field, source)
-        codes = carve_tuning(codes, groups, req.val_fraction, req.train.seed)
-        how += f"; no tuning rows, so a share {req.val_fraction:g} of train validates"
+    return split_rows(table, source, req.split_field, req.group_field, req.val_fraction,
+                      req.test_fraction, req.train.seed)
+
+
+def split_rows(table: pa.Table, source: str, split_field: str, group_field: str | None,
+               val_fraction: float, test_fraction: float, seed: int) -> tuple[np.ndarray, str]:
+    """A split code per row (train, tuning, held_out) and how they were made: from the split
+    field, else drawn by group; a share of train validates when no row is for tuning."""
+    codes, how = split_codes(table, split_field, group_field, val_fraction, test_fraction, seed,
+                             source)
+    if not (codes == TUNING).any() and val_fraction > 0:
+        groups = group_ids(table, group_field, source)
+        codes = carve_tuning(codes, groups, val_fraction, seed)
+        how += f"; no tuning rows, so a share {val_fraction:g} of train validates"
     return codes, how
 
 

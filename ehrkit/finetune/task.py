@@ -57,7 +57,7 @@ class FinetuneTask:
     # ---------------------------------------------------------------- Task protocol
 
     def batches(self, epoch: int, global_batch: int) -> "Batches":
-        generator = torch.Generator().manual_seed(_mix(self.seed, epoch))
+        generator = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
         order = self.train_rows[torch.randperm(len(self.train_rows), generator=generator).numpy()]
         lengths = self.data.prepared.lengths
         if self.urt and self.spec.kind == "timeline":
@@ -176,6 +176,7 @@ def class_weights(task: str, y: np.ndarray, outputs: int) -> np.ndarray:
     return np.where(counts > 0, len(values) / (outputs * np.maximum(counts, 1)), 1.0).astype(np.float32)
 
 
-def _mix(*values: int) -> int:
+def mix_seed(*values: int) -> int:
+    """One seed from several (run seed, epoch, ...), well mixed."""
     state = np.random.SeedSequence([v % 2**63 for v in values]).generate_state(1, np.uint64)[0]
     return int(state >> 1)

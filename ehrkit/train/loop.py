@@ -92,7 +92,7 @@ class Result:
 
 def train(task: Task, config: TrainConfig, rt: Runtime, run_dir: Path, resume: bool = False) -> Result:
     model = task.model.to(rt.device)
-    ddp = runtime.wrap_ddp(model, rt)
+    ddp = runtime.wrap_ddp(model, rt, getattr(task, "find_unused_parameters", False))
     global_batch = config.batch_size * config.grad_accum * rt.world
     batches = task.batches(0, global_batch)  # packing an epoch can be costly: once
     total = total_steps(config, max(1, len(batches)))
@@ -253,11 +253,16 @@ def shard(batch: dict, rank: int, world: int) -> dict:
 
 
 def split(batch: dict, parts: int) -> list[dict]:
+    """Micro-batches of a rank's batch; each tensor is cut by its own rows (a summed multitask
+    step holds tasks with different batch sizes). Empty micro-batches are left out."""
     if parts == 1:
         return [batch]
-    n = next(iter(batch.values())).shape[0]
-    size = math.ceil(n / parts)
-    return [{k: v[i:i + size] for k, v in batch.items()} for i in range(0, n, size)]
+    out = [{} for _ in range(parts)]
+    for key, value in batch.items():
+        size = math.ceil(value.shape[0] / parts)
+        for i, part in enumerate(out):
+            part[key] = value[i * size:(i + 1) * size]
+    return [part for part in out if any(v.shape[0] for v in part.values())]
 
 
 def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
