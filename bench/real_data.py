@@ -139,7 +139,7 @@ def multitask(work: Path, a) -> None:
            "--task", "mts=classification:mts.jsonl label=section_header",
            "--task", "sim=regression:pairs.jsonl label=similarity", "--max-length", "128",
            "--batch-size", "16", "--lr", "1e-3", "--epochs", "10", "--max-minutes", str(a.minutes),
-           "--compare-single", "--device", a.device, "-q", "-o", "mt", cwd=work)
+           "--eval-every", "100", "--compare-single", "--device", a.device, "-q", "-o", "mt", cwd=work)
     from ehrkit.multitask.run import format_table
 
     print("== " + format_table(json.loads((work / "mt" / "compare.json").read_text())["rows"]))

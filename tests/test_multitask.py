@@ -280,3 +280,11 @@ def test_errors_name_the_file_and_field_and_exit_codes(data, tmp_path, capsys):
                 f"a=ner:{data.ner}", "-q"]) == 2
     assert run(["multitask", "--init", str(tmp_path / "nope"), "--task", f"a=ner:{data.ner}",
                 "-q"]) == 1
+
+
+def test_a_time_capped_run_validates_its_last_model(data, tmp_path, capsys):
+    assert run(["multitask", "--init", str(data.bert), "--task", f"drug=classification:{data.drug}",
+                "--max-minutes", "0.000001", *FAST, "-o", str(tmp_path / "run")]) == 0
+    summary = _summary(capsys)
+    assert summary["stopped"] == "max minutes" and summary["steps"] == 1
+    assert summary["best_step"] == 1 and "auroc" in summary["validation"]["drug"]

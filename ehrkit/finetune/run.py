@@ -33,6 +33,7 @@ from ehrkit.finetune.inputs import Featurizer
 from ehrkit.finetune.spec import TASKS, Spec
 from ehrkit.finetune.task import Data, FinetuneTask, class_weights
 from ehrkit.probe.data import HELD_OUT, TRAIN, TUNING, carve_tuning, group_ids, split_codes
+from ehrkit.train import checkpoint
 from ehrkit.train.checkpoint import promote_best
 from ehrkit.train.loop import TrainConfig, train
 
@@ -98,7 +99,7 @@ def run_finetune(req: FinetuneRequest) -> dict:
                                              train=replace(req.train, seed=seed)), rt))
             summary = _over_seeds(req.run_dir, seeds, runs, rt)
         if rt.main:
-            sys.stdout.write(json.dumps(summary, default=_json_default) + "\n")
+            sys.stdout.write(json.dumps(summary, default=json_default) + "\n")
             sys.stdout.flush()
         return summary
     finally:
@@ -106,7 +107,7 @@ def run_finetune(req: FinetuneRequest) -> dict:
 
 
 def _run_one(req: FinetuneRequest, rt) -> dict:
-    _check_run_dir(req)
+    checkpoint.check_run_dir(req.run_dir, req.resume)
     table, source = read_records(req.inputs, req.fmt)
     spec, labels_y, parsed = _spec(req, table, source)
     model, tokenizer, new = models.build(spec, req.init, req.train.seed, _gru_options(req, table),
@@ -269,14 +270,6 @@ def _saver(spec: Spec, init: str | None, tokenizer):
     return save
 
 
-def _check_run_dir(req: FinetuneRequest) -> None:
-    if req.resume and not (req.run_dir / "checkpoint").exists():
-        raise UsageError(f"{req.run_dir}: nothing to resume (no checkpoint/)")
-    if not req.resume and req.run_dir.exists() and any(req.run_dir.iterdir()):
-        raise UsageError(f"{req.run_dir}: the run directory exists and is not empty",
-                         hint="continue it with --resume, or choose another -o")
-
-
 # ------------------------------------------------------------------------------- results
 
 
@@ -356,7 +349,8 @@ def _over_seeds(run_dir: Path, seeds: list, runs: list[dict], rt) -> dict:
     return out
 
 
-def _json_default(value):
+def json_default(value):
+    """numpy scalars in the JSON summary line."""
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     return str(value)

@@ -28,9 +28,11 @@ import numpy as np
 
 from ehrkit import log, provenance, runtime
 from ehrkit.errors import UsageError
+from ehrkit.finetune.run import json_default
 from ehrkit.finetune.task import SELECT
 from ehrkit.multitask.config import TaskConfig, check_names, with_defaults
 from ehrkit.multitask.task import MEAN, SCHEDULES, MultitaskTask, task_metrics
+from ehrkit.train import checkpoint
 from ehrkit.train.checkpoint import promote_best
 from ehrkit.train.loop import TrainConfig, train
 
@@ -68,7 +70,7 @@ def run_multitask(req: MultitaskRequest) -> dict:
         if req.compare_single:
             summary["compare"] = _compare_single(req, summary, rt)
         if rt.main:
-            sys.stdout.write(json.dumps(summary, default=_json_default) + "\n")
+            sys.stdout.write(json.dumps(summary, default=json_default) + "\n")
             sys.stdout.flush()
         return summary
     finally:
@@ -80,7 +82,7 @@ def _run_one(req: MultitaskRequest, run_dir: Path, rt) -> dict:
     from ehrkit.multitask import model as mt
     from ehrkit.multitask.data import load_task
 
-    _check_run_dir(run_dir, req.resume)
+    checkpoint.check_run_dir(run_dir, req.resume)
     init = Path(req.init)
     positions = int(read_config(init).get("max_position_embeddings", 512))
     tokenizer = load_tokenizer(init)
@@ -131,14 +133,6 @@ def _defaults(task: TaskConfig, req: MultitaskRequest) -> TaskConfig:
     if single and task.max_length is None and req.max_length is not None:
         task = replace(task, max_length=req.max_length)
     return task
-
-
-def _check_run_dir(run_dir: Path, resume: bool) -> None:
-    if resume and not (run_dir / "checkpoint").exists():
-        raise UsageError(f"{run_dir}: nothing to resume (no checkpoint/)")
-    if not resume and run_dir.exists() and any(run_dir.iterdir()):
-        raise UsageError(f"{run_dir}: the run directory exists and is not empty",
-                         hint="continue it with --resume, or choose another -o")
 
 
 # ------------------------------------------------------------------------------- results
@@ -268,9 +262,3 @@ def format_table(rows: list[dict]) -> str:
         lines.append(f"{r['task']:<14}{r['metric']:<18}{r['multitask']:>10.3f}"
                      f"{r['single']:>10.3f}{delta:>9}")
     return "\n".join(lines)
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    return str(value)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from ehrkit.errors import DataError
+from ehrkit.errors import DataError, UsageError
 from ehrkit.io import atomic_path
 
 FORMAT, VERSION = "ehrkit.checkpoint", 1
@@ -112,3 +112,12 @@ def promote_best(run_dir: Path, save) -> None:
         shutil.rmtree(best)
     else:
         save(run_dir)
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """A new run needs an empty directory; --resume needs the run's checkpoint."""
+    if resume and not (run_dir / "checkpoint").exists():
+        raise UsageError(f"{run_dir}: nothing to resume (no checkpoint/)")
+    if not resume and run_dir.exists() and any(run_dir.iterdir()):
+        raise UsageError(f"{run_dir}: the run directory exists and is not empty",
+                         hint="continue it with --resume, or choose another -o")

@@ -131,13 +131,16 @@ def train(task: Task, config: TrainConfig, rt: Runtime, run_dir: Path, resume: b
             _record(run_dir, rt, result, {"step": state["step"], "epoch": state["epoch"],
                                           "loss": loss, "lr": scheduler.get_last_lr()[0],
                                           "tokens_per_s": rate, "mfu": result.mfu})
+        # Out of time: rank 0's clock decides for every rank (clocks differ), and before
+        # validating, so the last model of a time-capped run is validated too.
+        late = bool(config.max_minutes) and time.perf_counter() - start > config.max_minutes * 60
+        late = runtime.broadcast_flag(late, rt)
         stop = None
-        if eval_batches and (state["step"] % config.eval_every == 0 or state["step"] == total):
+        if eval_batches and (state["step"] % config.eval_every == 0 or state["step"] == total
+                             or late):
+            # early stopping follows from metrics every rank computes alike
             stop = _evaluate(task, model, eval_batches, config, rt, run_dir, state, result)
-        if config.max_minutes and time.perf_counter() - start > config.max_minutes * 60:
-            stop = stop or "max minutes"
-        # Rank 0 decides (clocks differ between ranks); every rank must stop at the same step.
-        stop = (stop or "max minutes") if runtime.broadcast_flag(stop is not None, rt) else None
+        stop = stop or ("max minutes" if late else None)
         every = config.checkpoint_every or config.eval_every
         if state["step"] % every == 0 or stop or state["step"] == total:
             state["elapsed"] = time.perf_counter() - start

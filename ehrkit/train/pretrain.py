@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ehrkit import log, provenance, runtime
-from ehrkit.errors import UsageError
 from ehrkit.io import read_table
 from ehrkit.train import checkpoint
 from ehrkit.train.loop import TrainConfig, train
@@ -40,7 +39,7 @@ class PretrainRequest:
 def run_pretrain(req: PretrainRequest) -> dict:
     rt = runtime.setup(req.device, req.train.seed)
     try:
-        _check_run_dir(req)
+        checkpoint.check_run_dir(req.run_dir, req.resume)
         table = read_table(req.inputs, req.fmt)
         source = req.inputs[0] if len(req.inputs) == 1 else "input"
         task = importlib.import_module(OBJECTIVES[req.objective]).build_task(
@@ -64,15 +63,6 @@ def run_pretrain(req: PretrainRequest) -> dict:
         return summary
     finally:
         runtime.teardown()
-
-
-def _check_run_dir(req: PretrainRequest) -> None:
-    checkpoint = req.run_dir / "checkpoint"
-    if req.resume and not checkpoint.exists():
-        raise UsageError(f"{req.run_dir}: nothing to resume (no checkpoint/)")
-    if not req.resume and req.run_dir.exists() and any(req.run_dir.iterdir()):
-        raise UsageError(f"{req.run_dir}: the run directory exists and is not empty",
-                         hint="continue it with --resume, or choose another -o")
 
 
 def _finalize(task, req: PretrainRequest, rt, summary: dict) -> None:
