@@ -29,7 +29,7 @@ from ehrkit.finetune import ner, records
 from ehrkit.finetune.score import BUDGET, score_metrics
 from ehrkit.finetune.task import Data
 from ehrkit.multitask import model as mt
-from ehrkit.multitask.data import encode_pairs, first_rows, split_words
+from ehrkit.multitask.data import encode_pairs, first_rows, first_windows, split_words
 from ehrkit.multitask.infer import run_heads
 from ehrkit.probe.labels import reapply
 
@@ -66,40 +66,49 @@ class MultitaskPredictor:
         return [self.model.tasks[n] for n in self.names]
 
     def describe(self) -> str:
-        return f"multitask model, {len(self.names)} heads ({', '.join(self.names)})"
+        n = len(self.names)
+        return f"multitask model, {n} head{'s' * (n != 1)} ({', '.join(self.names)})"
 
     # ------------------------------------------------------------------ which heads fit
 
-    def fitting(self, names: list[str]) -> tuple[list[mt.Head], str | None]:
-        """The heads that fit records with these fields, and the field single-text heads
-        read (tokens, else text)."""
-        single = [h for h in self.heads if h.input != "pair"]
-        words_field = next((h.spec.tokens_field for h in single if h.input == "words"
-                            and h.spec.tokens_field in names), None)
-        text_field = next((h.fields[0] if h.input == "text" else h.spec.text_field
-                           for h in single if (h.fields[0] if h.input == "text" else
-                                               h.spec.text_field) in names), None)
-        source = words_field or text_field
-        fit = [h for h in self.heads if (h.input == "pair" and set(h.fields) <= set(names))
-               or (h.input != "pair" and source is not None)]
+    def fitting(self, names: list[str]) -> tuple[list[mt.Head], dict]:
+        """The heads that fit records with these fields, and the field each single-text head
+        reads: NER the tokens field when present, else its text field; [CLS] heads their own
+        text field. Heads reading the same field share an encoder pass."""
+        fit, reads = [], {}
+        for h in self.heads:
+            if h.input == "pair":
+                ok = set(h.fields) <= set(names)
+            else:
+                candidates = [h.spec.tokens_field, h.spec.text_field] if h.input == "words" \
+                    else [h.fields[0]]
+                field = next((f for f in candidates if f in names), None)
+                ok = field is not None
+                if ok:
+                    reads[h.name] = field
+            if ok:
+                fit.append(h)
         missing = [h for h in self.heads if h not in fit]
         if missing and (self.explicit or not fit):
             wants = ", ".join(f"{h.name} ({' + '.join(h.fields)})" for h in missing)
             raise UsageError(f"the records lack the fields of task(s) {wants}",
                              hint=f"their fields: {', '.join(names)}")
-        return fit, source
+        return fit, reads
 
     # ------------------------------------------------------------------ prediction
 
     def predict_table(self, table: pa.Table, source: str,
                       made_by: str = "ehrkit predict") -> tuple[pa.Table, dict]:
-        heads, field = self.fitting(table.column_names)
+        heads, reads = self.fitting(table.column_names)
         columns: dict = {}
         metrics: dict = {}
         self.counts = {"rows": table.num_rows, "tokens": 0, "truncated": 0, "empty": 0}
-        single = [h for h in heads if h.input != "pair"]
-        if single:
-            self._single(table, source, single, field, columns, metrics)
+        by_field: dict = {}
+        for h in heads:
+            if h.input != "pair":
+                by_field.setdefault(reads[h.name], []).append(h)
+        for field, group in by_field.items():
+            self._single(table, source, group, field, columns, metrics)
         groups: dict = {}
         for h in heads:
             if h.input == "pair":
@@ -107,6 +116,7 @@ class MultitaskPredictor:
         for (fields, length), group in groups.items():
             prepared = encode_pairs(self.tokenizer, table, fields, length, source)
             self._count(prepared)
+            self.counts["empty"] = max(self.counts["empty"], int((prepared.lengths == 0).sum()))
             rows = np.arange(table.num_rows)
             raw = run_heads(self.model, prepared, rows, [h.name for h in group], self.rt,
                             self.pad_id, self.budget)
@@ -122,17 +132,22 @@ class MultitaskPredictor:
             words, offsets = [list(w or []) for w in table[field].to_pylist()], None
         else:
             words, offsets = split_words(note_texts(table, field, source).fill_null("").to_pylist())
+        self.counts["empty"] = max(self.counts["empty"], sum(1 for w in words if not w))
         length = min(h.spec.max_length for h in heads)
         stride = next((h.spec.stride for h in heads if h.input == "words"), 0)
         windows = ner.encode(self.tokenizer, words, None, {}, length, min(stride, length - 3))
-        prepared = Prepared(windows.lengths.astype(np.int64), windows.truncated_words,
-                            windows.input_ids, windows.offsets)
+        if any(h.input == "words" for h in heads):
+            prepared = Prepared(windows.lengths.astype(np.int64), windows.truncated_words,
+                                windows.input_ids, windows.offsets)
+            first = first_rows(windows.doc)
+            doc = windows.doc[first]
+        else:  # [CLS] heads only: the first window of each record is all they read
+            prepared, doc = first_windows(windows)
+            first = np.arange(len(doc))
         self._count(prepared)
-        rows = np.arange(len(windows))
+        rows = np.arange(len(prepared.lengths))
         raw = run_heads(self.model, prepared, rows, [h.name for h in heads], self.rt,
                         self.pad_id, self.budget)
-        first = first_rows(windows.doc)
-        doc = windows.doc[first]
         for h in heads:
             if h.input == "words":
                 data = Data(prepared, windows=windows)
