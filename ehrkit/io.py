@@ -6,6 +6,9 @@ Writing is atomic for files (temporary file, then rename) and streams to stdout.
 
 Errors never quote record content: they name the file, the line (JSONL) or row group, and the
 field, because records hold patient data.
+
+pyarrow is imported where it is used: JSONL in and out (read_chunks(frames=True), write_encoded)
+runs on polars alone, and importing pyarrow costs a short command a noticeable part of its time.
 """
 
 from __future__ import annotations
@@ -20,9 +23,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator, Mapping, Sequence
-
-import pyarrow as pa
+from typing import IO, TYPE_CHECKING, Iterator, Mapping, Sequence
 
 from ehrkit.errors import DataError, InputFormatError, MissingFieldError, UsageError
 
@@ -31,6 +32,10 @@ STDIO = "-"
 BLOCK_BYTES = 4 << 20  # JSONL is parsed in blocks of about this many bytes
 PARQUET_BATCH_ROWS = 16_384
 _JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
 
 
 # ----------------------------------------------------------------------------- formats
@@ -67,6 +72,8 @@ def _sniff(head: bytes) -> str:
 class Schema:
     """Fields a command reads, with their Arrow types. Other fields pass through untouched.
 
+    `text` fields must hold text: any string type is kept, anything else is cast to
+    large_string (declared by name, so that a JSONL-only command need not import pyarrow).
     `required` fields must exist; `options` maps a field to the flag that renames it, so the
     error can say how to point the command at another field.
     """
@@ -74,6 +81,7 @@ class Schema:
     types: Mapping[str, pa.DataType] = field(default_factory=dict)
     required: Sequence[str] = ()
     options: Mapping[str, str] = field(default_factory=dict)
+    text: Sequence[str] = ()
 
     def check(self, source: str, names: Sequence[str]) -> None:
         for name in self.required:
@@ -82,10 +90,14 @@ class Schema:
 
     def apply(self, source: str, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Cast declared fields to their declared types."""
+        import pyarrow as pa
+
         columns, changed = list(batch.columns), False
         fields = list(batch.schema)
         for i, f in enumerate(fields):
             want = self.types.get(f.name)
+            if want is None and f.name in self.text:
+                want = pa.large_string()
             if want is None or f.type == want or (_is_text(want) and _is_text(f.type)):
                 continue
             try:
@@ -96,8 +108,21 @@ class Schema:
             fields[i], changed = pa.field(f.name, want), True
         return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields)) if changed else batch
 
+    def apply_frame(self, source: str, frame: pl.DataFrame) -> pl.DataFrame:
+        """apply() on a polars frame. Text fields that are strings already need nothing; any
+        other case goes through Arrow and apply(), so the types are exactly apply()'s."""
+        import polars as pl
+
+        if not self.types and all(frame.schema.get(name, pl.String) == pl.String
+                                  for name in self.text):
+            return frame
+        frame = pl.from_arrow(self.apply(source, _one_batch(frame.to_arrow())))
+        return frame if isinstance(frame, pl.DataFrame) else frame.to_frame()
+
 
 def _is_text(t: pa.DataType) -> bool:
+    import pyarrow as pa
+
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
 
 
@@ -125,27 +150,41 @@ def _open_input(path: str, override: str | None) -> tuple[str, IO[bytes], str]:
 
 @dataclass
 class JsonlBlock:
-    """Lines of a JSONL input not yet parsed: parsing can happen in a worker process."""
+    """Lines of a JSONL input not yet parsed: parsing can happen in a worker.
+
+    `known`: the types of the input's first block (Arrow or polars), imposed on this one."""
 
     data: bytes
     source: str
     first_line: int
-    known: pa.Schema | None
+    known: pa.Schema | pl.Schema | None
     schema: Schema
 
     def parse(self) -> pa.RecordBatch | None:
-        table = _parse_jsonl_block(self.data, self.source, self.first_line, self.known)
-        if table is None:
+        frame = _parse_jsonl_block(self.data, self.source, self.first_line, self.known)
+        if frame is None:
             return None
+        table = frame.to_arrow()
         self.schema.check(self.source, table.schema.names)
         return self.schema.apply(self.source, _one_batch(table))
 
+    def frame(self) -> pl.DataFrame | None:
+        """The block as a polars frame, without going through Arrow."""
+        frame = _parse_jsonl_block(self.data, self.source, self.first_line, self.known)
+        if frame is None:
+            return None
+        self.schema.check(self.source, frame.columns)
+        return self.schema.apply_frame(self.source, frame)
+
 
 def read_chunks(paths: Sequence[str] | str = STDIO, fmt: str | None = None,
-                schema: Schema | None = None) -> Iterator[pa.RecordBatch | JsonlBlock]:
+                schema: Schema | None = None, frames: bool = False
+                ) -> Iterator[pa.RecordBatch | pl.DataFrame | JsonlBlock]:
     """Like read_batches, but JSONL blocks after the first come unparsed (`JsonlBlock`), so
     parallel commands can parse them in their workers. The first block of each input is parsed
-    here: it fixes the types of pass-through fields and is checked for required fields."""
+    here: it fixes the types of pass-through fields and is checked for required fields.
+    With `frames`, that first block is a polars DataFrame, for workers that parse with
+    JsonlBlock.frame(): JSONL is then read without pyarrow."""
     schema = schema or Schema()
     for path in [paths] if isinstance(paths, str) else (paths or [STDIO]):
         kind, stream, name = _open_input(path, fmt)
@@ -159,10 +198,10 @@ def read_chunks(paths: Sequence[str] | str = STDIO, fmt: str | None = None,
                 if known is not None:
                     yield block
                     continue
-                batch = block.parse()
-                if batch is not None:
-                    known = batch.schema
-                    yield batch
+                parsed = block.frame() if frames else block.parse()
+                if parsed is not None:
+                    known = parsed.schema
+                    yield parsed
         finally:
             if stream is not None and stream is not sys.stdin.buffer:
                 stream.close()
@@ -188,6 +227,8 @@ def _checked(batches: Iterator[pa.RecordBatch], name: str, schema: Schema):
 
 
 def _one_batch(table: pa.Table) -> pa.RecordBatch:
+    import pyarrow as pa
+
     return table.combine_chunks().to_batches()[0] if table.num_rows else \
         pa.RecordBatch.from_pylist([], schema=table.schema)
 
@@ -195,6 +236,8 @@ def _one_batch(table: pa.Table) -> pa.RecordBatch:
 def read_table(paths: Sequence[str] | str = STDIO, fmt: str | None = None,
                schema: Schema | None = None) -> pa.Table:
     """Everything at once, for commands that must see all records (say so in their help)."""
+    import pyarrow as pa
+
     batches = list(read_batches(paths, fmt, schema))
     if not batches:
         return pa.table({})
@@ -220,7 +263,7 @@ def _blocks(stream: IO[bytes], size: int) -> Iterator[tuple[int, bytes]]:
 
 
 def _parse_jsonl_block(block: bytes, name: str, first_line: int,
-                       known: pa.Schema | None) -> pa.Table | None:
+                       known: pa.Schema | pl.Schema | None) -> pl.DataFrame | None:
     """Parse one block of JSONL lines; `known` fixes the types found in earlier blocks."""
 
     if first_line == 1 and block.lstrip()[:1] == b"[":
@@ -228,7 +271,7 @@ def _parse_jsonl_block(block: bytes, name: str, first_line: int,
                                hint="convert it with: jq -c '.[]' FILE")
     if not block.isascii():
         _check_utf8(block, name, first_line)
-    if not block.strip():
+    if not block or block.isspace():  # as `not block.strip()`, without copying the block
         return None
     import polars as pl
 
@@ -236,8 +279,8 @@ def _parse_jsonl_block(block: bytes, name: str, first_line: int,
     # change pass-through fields. Types seen in earlier blocks are imposed on later ones.
     overrides = None
     if known is not None:
-        empty = pl.from_arrow(known.empty_table())
-        overrides = {k: v for k, v in empty.schema.items() if v != pl.Null}
+        known = _polars_schema(known)
+        overrides = {k: v for k, v in known.items() if v != pl.Null}
     try:
         frame = pl.read_ndjson(io.BytesIO(block), schema_overrides=overrides,
                                infer_schema_length=None)
@@ -247,7 +290,14 @@ def _parse_jsonl_block(block: bytes, name: str, first_line: int,
         conflict = _first_bad_line(block, name, first_line, known)
         if conflict is not None:
             raise conflict
-    return frame.to_arrow()
+    return frame
+
+
+def _polars_schema(known: pa.Schema | pl.Schema) -> pl.Schema:
+    import polars as pl
+
+    # pl.from_arrow imports pandas (when installed): only for an Arrow schema (read_batches)
+    return known if isinstance(known, pl.Schema) else pl.from_arrow(known.empty_table()).schema
 
 
 # What polars makes of a number, boolean, array or object in a field that also holds strings.
@@ -259,7 +309,9 @@ def _maybe_stringified(frame) -> bool:
     (1 becomes "1"). Cheap and vectorised; a hit is confirmed line by line."""
     import polars as pl
 
-    hits = frame.select(pl.col(pl.String).str.contains(_STRINGIFIED).any())
+    # select_seq: select() runs on polars' thread pool, which POLARS_MAX_THREADS=1 (set for
+    # parallel commands) makes one thread that every worker thread would queue for.
+    hits = frame.select_seq(pl.col(pl.String).str.contains(_STRINGIFIED).any())
     return hits.width > 0 and any(hits.row(0))
 
 
@@ -283,19 +335,22 @@ def _json_kind(value: object) -> str:
     return {str: "string", list: "array", dict: "object"}[type(value)]
 
 
-def _arrow_kind(t: pa.DataType) -> str:
-    if pa.types.is_boolean(t):
+def _polars_kind(t: pl.DataType) -> str:
+    """The JSON kind of a polars type, as the same type converted to Arrow would have."""
+    import polars as pl
+
+    if t == pl.Boolean:
         return "boolean"
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+    if t.is_numeric():
         return "number"
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_temporal(t):
+    if t == pl.String or t.is_temporal():
         return "string"
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
+    if t == pl.List:
         return "array"
-    return "object" if pa.types.is_struct(t) else "null"
+    return "object" if t == pl.Struct else "null"
 
 
-def _diagnose_jsonl(block: bytes, name: str, first_line: int, known: pa.Schema | None) -> DataError:
+def _diagnose_jsonl(block: bytes, name: str, first_line: int, known: pl.Schema | None) -> DataError:
     """Find the line that broke a block, and say what is wrong without quoting it."""
     error = _first_bad_line(block, name, first_line, known)
     if error is not None:
@@ -306,8 +361,8 @@ def _diagnose_jsonl(block: bytes, name: str, first_line: int, known: pa.Schema |
 
 
 def _first_bad_line(block: bytes, name: str, first_line: int,
-                    known: pa.Schema | None) -> DataError | None:
-    seen: dict[str, str] = {f.name: _arrow_kind(f.type) for f in known or []}
+                    known: pl.Schema | None) -> DataError | None:
+    seen: dict[str, str] = {n: _polars_kind(t) for n, t in (known or {}).items()}
     for offset, raw in enumerate(block.split(b"\n")):
         line = first_line + offset
         if not raw.strip():
@@ -355,6 +410,8 @@ def _parquet_batches(path: str, name: str) -> Iterator[pa.RecordBatch]:
 
 
 def _parquet_file_batches(pq, source, name: str) -> Iterator[pa.RecordBatch]:
+    import pyarrow as pa
+
     try:
         reader = pq.ParquetFile(source)
     except (pa.ArrowInvalid, OSError):
@@ -449,7 +506,7 @@ class RecordWriter:
 
     def __init__(self, path: str = STDIO, fmt: str | None = None, schema: pa.Schema | None = None):
         self.path, self.format = path, output_format(path, fmt)
-        self.empty_schema = schema or pa.schema([])
+        self.empty_schema = schema  # None: no fields
         self.rows = 0
         self._atomic = None
         self._stream: IO[bytes] | None = None
@@ -494,6 +551,7 @@ class RecordWriter:
             self._stream.flush()
 
     def _write_parquet(self, table: pa.Table) -> None:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         if self._parquet is None:
@@ -523,7 +581,9 @@ class RecordWriter:
 
     def _finish(self) -> None:
         if self.format == "parquet" and self._parquet is None:
-            self._write_parquet(self.empty_schema.empty_table())
+            import pyarrow as pa
+
+            self._write_parquet((self.empty_schema or pa.schema([])).empty_table())
         if self._parquet is not None:
             self._parquet.close()
         self._close_stream()
@@ -581,6 +641,8 @@ def encode_jsonl(records) -> bytes:
 
 
 def _as_table(records) -> pa.Table:
+    import pyarrow as pa
+
     if isinstance(records, pa.Table):
         return records
     if isinstance(records, pa.RecordBatch):
@@ -592,6 +654,8 @@ def _as_table(records) -> pa.Table:
 
 def _conform(table: pa.Table, schema: pa.Schema, path: str) -> pa.Table:
     """Match a later batch to the Parquet file's schema: same columns, same types."""
+    import pyarrow as pa
+
     if table.schema.equals(schema):
         return table
     extra = [n for n in table.schema.names if n not in schema.names]

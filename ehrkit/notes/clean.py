@@ -19,7 +19,7 @@ import polars as pl
 
 from ehrkit.notes.choices import Deid, Profile
 
-__all__ = ["CleanConfig", "DEID_TYPES", "Deid", "Profile", "clean_expr"]
+__all__ = ["CleanConfig", "DEID_TYPES", "Deid", "Profile", "clean_column", "clean_expr"]
 
 
 # Typed placeholders for MIMIC de-identification spans, tried in order (first match wins).
@@ -34,10 +34,20 @@ DEID_TYPES = [
     ("[age]", r"\[\*\*[^\]]*?age over 90[^\]]*?\*\*\]"),
     ("[deid]", r"\[\*\*.*?\*\*\]"),
 ]
+# The same patterns for text where no span holds a "[" (see clean_column): they match the same
+# spans, about twice as fast in all (measured). The regex engine finds where a match starts by
+# scanning back from its end, and over `[^\]]` that scan runs on to the previous "]" in the
+# text, while `[^\[\]]` stops at the span's own "[".
+_DEID_NO_NESTING = [(placeholder, pattern.replace(r"[^\]]", r"[^\[\]]"))
+                    for placeholder, pattern in DEID_TYPES]
+_NESTED_SPAN = r"\[\*\*[^\]]*\["  # a "[" after a "[**", before any "]"
 # Whitespace other than a plain space (and the segmenter's mark characters) becomes a space;
-# then runs of spaces collapse. Two cheap passes: an explicit class is far faster than
-# Unicode \s, and single spaces are never rewritten.
-_OTHER_SPACE = r"[\t\n\r\f\v\x1d\x1e\x1f\x85\xa0\u2028\u2029]"
+# then runs of spaces collapse. Cheap passes: explicit classes are far faster than Unicode \s,
+# and single spaces are never rewritten. The ASCII members and the others are two passes (each
+# character becomes a space on its own, so the split changes nothing): a class of ASCII
+# characters alone is matched about three times faster.
+_OTHER_SPACE_ASCII = r"[\t\n\r\f\v\x1d\x1e\x1f]"
+_OTHER_SPACE_UNICODE = r"[\x85\xa0\u2028\u2029]"
 
 
 @dataclass(frozen=True)
@@ -46,23 +56,38 @@ class CleanConfig:
     deid: Deid = Deid.placeholder
 
 
-def clean_expr(text: pl.Expr, config: CleanConfig) -> pl.Expr:
-    """A polars expression that cleans `text` under the given profile."""
+def clean_column(frame: pl.DataFrame, name: str, config: CleanConfig) -> pl.DataFrame:
+    """`frame` with column `name` cleaned, by the fastest form of the rules that is exact for
+    these texts (clean_expr's result, always)."""
+    texts = frame[name]
+    nested = config.profile is Profile.default and config.deid is Deid.placeholder and (
+        texts.dtype != pl.String or bool(texts.str.contains(_NESTED_SPAN).any()))
+    # _seq: evaluated in the calling thread. with_columns() would queue on polars' thread pool,
+    # which is one thread under POLARS_MAX_THREADS=1, so the notes workers would take turns.
+    return frame.with_columns_seq(clean_expr(pl.col(name), config, nested_spans=nested).alias(name))
+
+
+def clean_expr(text: pl.Expr, config: CleanConfig, nested_spans: bool = True) -> pl.Expr:
+    """A polars expression that cleans `text` under the given profile.
+
+    `nested_spans=False` promises that no text has a "[" inside a de-identification span (no
+    match of _NESTED_SPAN), which allows faster patterns with the same matches."""
     if config.profile is Profile.default:
-        return _default(text, config.deid)
+        return _default(text, config.deid, nested_spans)
     return _clinicalbert(text, pretrain=config.profile is Profile.clinicalbert_pretrain)
 
 
-def _default(text: pl.Expr, deid: Deid) -> pl.Expr:
+def _default(text: pl.Expr, deid: Deid, nested_spans: bool) -> pl.Expr:
     t = text.fill_null("").str.to_lowercase()
     if deid is Deid.placeholder:
-        for placeholder, pattern in DEID_TYPES:
+        for placeholder, pattern in DEID_TYPES if nested_spans else _DEID_NO_NESTING:
             t = t.str.replace_all(pattern, placeholder, literal=False)
     elif deid is Deid.strip:
         t = t.str.replace_all(r"\[\*\*.*?\*\*\]", " ")
     t = t.str.replace_all(r"={2,}|-{2,}|_{2,}|~{2,}", " ")
     t = t.str.replace_all(r"(?-u:\b)m\.d\.", "md").str.replace_all(r"(?-u:\b)dr\.", "dr")
-    t = t.str.replace_all(_OTHER_SPACE, " ").str.replace_all(" {2,}", " ")
+    t = t.str.replace_all(_OTHER_SPACE_ASCII, " ").str.replace_all(_OTHER_SPACE_UNICODE, " ")
+    t = t.str.replace_all(" {2,}", " ")
     return t.str.strip_chars()
 
 

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from ehrkit import log
-from ehrkit.io import RecordWriter, Schema, read_chunks
+from ehrkit.io import RecordWriter, Schema, output_format, read_chunks
 from ehrkit.notes.pipeline import NotesConfig, Stats, clean_chunks, default_workers
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def note_schema(config: NotesConfig) -> Schema:
     tf = config.text_field
-    return Schema(types={tf: pa.large_string()}, required=[tf], options={tf: "--text-field"})
+    return Schema(text=[tf], required=[tf], options={tf: "--text-field"})
 
 
 def output_schema(config: NotesConfig) -> pa.Schema:
     """What an empty output is written with."""
+    import pyarrow as pa
+
     fields = [pa.field(config.text_field, pa.large_string())]
     if config.segment is not None and config.explode:
         fields.append(pa.field("sentence_index", pa.int32()))
@@ -28,8 +33,10 @@ def run_clean(paths: list[str], output: str, fmt_in: str | None, fmt_out: str | 
               config: NotesConfig, workers: int | None) -> Stats:
     timer, stats = log.Timer(), Stats()
     workers = workers or default_workers()
-    chunks = read_chunks(paths, fmt_in, note_schema(config))
-    with RecordWriter(output, fmt_out, output_schema(config)) as out, \
+    chunks = read_chunks(paths, fmt_in, note_schema(config), frames=True)
+    # An empty JSONL output is empty whatever its schema: Arrow is only needed for Parquet.
+    schema = output_schema(config) if output_format(output, fmt_out) == "parquet" else None
+    with RecordWriter(output, fmt_out, schema) as out, \
             log.progress("notes clean", unit="notes") as bar:
         encode = out.format == "jsonl"
         for done in clean_chunks(chunks, config, workers, encode):

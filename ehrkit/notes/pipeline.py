@@ -1,8 +1,10 @@
 """`notes clean` as a library: clean and segment streams of note record batches.
 
-Work is split by chunk (a record batch, or a block of JSONL lines that the worker parses)
-across worker threads. At most two chunks per worker are in flight, so memory stays bounded
-by the block size however large the input, and results are yielded in input order.
+Work is split by chunk (a record batch, a polars frame, or a block of JSONL lines that the
+worker parses) across worker threads. At most two chunks per worker are in flight, so memory
+stays bounded by the block size however large the input, and results are yielded in input
+order. JSONL chunks become polars frames without going through Arrow: pyarrow (and the pandas
+that pl.from_arrow imports) is only loaded for Parquet.
 """
 
 from __future__ import annotations
@@ -11,15 +13,20 @@ import io
 import os
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator, Union
 
 import polars as pl
-import pyarrow as pa
 
 from ehrkit.io import JsonlBlock
 
-from ehrkit.notes.clean import CleanConfig, clean_expr
+from ehrkit.notes.choices import Profile
+from ehrkit.notes.clean import CleanConfig, clean_column
 from ehrkit.notes.segment import SegmentConfig, segment
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+Chunk = Union["pa.RecordBatch", pl.DataFrame, JsonlBlock]
 
 
 @dataclass(frozen=True)
@@ -51,12 +58,13 @@ def process_batch(batch: pa.RecordBatch, config: NotesConfig) -> pa.RecordBatch:
 
 def process_frame(frame: pl.DataFrame, config: NotesConfig) -> pl.DataFrame:
     tf = config.text_field
-    frame = frame.with_columns(clean_expr(pl.col(tf), config.clean).alias(tf))
+    frame = clean_column(frame, tf, config.clean)
     if config.segment is not None:
         if config.segmenter == "spacy":
             sentences = _spacy_sentences(frame[tf], config.segment)
         else:
-            sentences = segment(frame[tf], config.segment)
+            sentences = segment(frame[tf], config.segment,
+                                cleaned=config.clean.profile is Profile.default)
         frame = frame.with_columns(sentences.alias(config.sentences_field))
         if config.explode:
             frame = _explode(frame, config)
@@ -86,6 +94,8 @@ def _explode(frame: pl.DataFrame, config: NotesConfig) -> pl.DataFrame:
 
 
 def _to_batch(frame: pl.DataFrame) -> pa.RecordBatch:
+    import pyarrow as pa
+
     table = frame.to_arrow()
     return table.combine_chunks().to_batches()[0] if table.num_rows else \
         pa.RecordBatch.from_pylist([], schema=table.schema)
@@ -106,12 +116,11 @@ class Done:
     stats: Stats
 
 
-def work(chunk: pa.RecordBatch | JsonlBlock, config: NotesConfig, encode: bool) -> Done:
+def work(chunk: Chunk, config: NotesConfig, encode: bool) -> Done:
     """Parse (if needed), clean, and optionally encode one chunk; runs in a worker."""
-    batch = chunk.parse() if isinstance(chunk, JsonlBlock) else chunk
-    if batch is None or batch.num_rows == 0:
-        return Done(b"" if encode else pa.RecordBatch.from_pylist([]), Stats())
-    frame = _frame(batch)
+    frame = _chunk_frame(chunk)
+    if frame is None or frame.height == 0:
+        return Done(b"" if encode else _to_batch(pl.DataFrame()), Stats())
     stats = Stats(notes=frame.height, bytes_in=int(frame[config.text_field].str.len_bytes().sum()))
     frame = process_frame(frame, config)
     if config.segment is not None:
@@ -124,7 +133,13 @@ def work(chunk: pa.RecordBatch | JsonlBlock, config: NotesConfig, encode: bool) 
     return Done(_to_batch(frame), stats)
 
 
-def clean_chunks(chunks: Iterable[pa.RecordBatch | JsonlBlock], config: NotesConfig,
+def _chunk_frame(chunk: Chunk) -> pl.DataFrame | None:
+    if isinstance(chunk, JsonlBlock):
+        return chunk.frame()
+    return chunk if isinstance(chunk, pl.DataFrame) else _frame(chunk)
+
+
+def clean_chunks(chunks: Iterable[Chunk], config: NotesConfig,
                  workers: int, encode: bool) -> Iterator[Done]:
     """Process chunks with `workers` processes, yielding results in input order."""
     source = iter(chunks)
