@@ -541,7 +541,7 @@ class RecordWriter:
     def _write_jsonl(self, table: pa.Table) -> None:
         self.write_encoded(encode_jsonl(table), 0)
 
-    def write_encoded(self, data: bytes, rows: int) -> None:
+    def write_encoded(self, data: bytes | memoryview, rows: int) -> None:
         """Write JSONL lines encoded elsewhere (by a worker process, with encode_jsonl)."""
         if self.format != "jsonl":
             raise ValueError("pre-encoded records need JSONL output")

@@ -112,7 +112,7 @@ def default_workers() -> int:
 class Done:
     """A processed chunk: a record batch, or JSONL bytes when the worker encoded it."""
 
-    payload: pa.RecordBatch | bytes
+    payload: pa.RecordBatch | bytes | memoryview
     stats: Stats
 
 
@@ -129,7 +129,7 @@ def work(chunk: Chunk, config: NotesConfig, encode: bool) -> Done:
     if encode:
         buffer = io.BytesIO()
         frame.write_ndjson(buffer)
-        return Done(buffer.getvalue(), stats)
+        return Done(buffer.getbuffer(), stats)  # a view: getvalue() would copy every output byte
     return Done(_to_batch(frame), stats)
 
 
