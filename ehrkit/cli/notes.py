@@ -41,7 +41,7 @@ def clean(
         "--min-words", min=0, help="Also fuse segments with fewer words than this (0: off).")] = 0,
     text_field: Annotated[str, typer.Option("--text-field", help="Field holding the note text.")] = "text",
     workers: Annotated[Optional[int], typer.Option(
-        "--workers", min=1, help="Worker processes (default: all cores).", show_default=False)] = None,
+        "--workers", min=1, help="Worker threads (default: all cores).", show_default=False)] = None,
     quiet: Quiet = False,
     verbose: Verbose = 0,
 ) -> None:

@@ -141,7 +141,7 @@ def _chunk_frame(chunk: Chunk) -> pl.DataFrame | None:
 
 def clean_chunks(chunks: Iterable[Chunk], config: NotesConfig,
                  workers: int, encode: bool) -> Iterator[Done]:
-    """Process chunks with `workers` processes, yielding results in input order."""
+    """Process chunks with `workers` threads, yielding results in input order."""
     source = iter(chunks)
     first = next(source, None)
     if first is None:
