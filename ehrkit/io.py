@@ -116,7 +116,7 @@ class Schema:
         if not self.types and all(frame.schema.get(name, pl.String) == pl.String
                                   for name in self.text):
             return frame
-        frame = pl.from_arrow(self.apply(source, _one_batch(frame.to_arrow())))
+        frame = pl.from_arrow(self.apply(source, one_batch(frame.to_arrow())))
         return frame if isinstance(frame, pl.DataFrame) else frame.to_frame()
 
 
@@ -161,20 +161,20 @@ class JsonlBlock:
     schema: Schema
 
     def parse(self) -> pa.RecordBatch | None:
-        frame = _parse_jsonl_block(self.data, self.source, self.first_line, self.known)
-        if frame is None:
-            return None
-        table = frame.to_arrow()
-        self.schema.check(self.source, table.schema.names)
-        return self.schema.apply(self.source, _one_batch(table))
+        frame = self._checked()
+        return None if frame is None else self.schema.apply(self.source, one_batch(frame.to_arrow()))
 
     def frame(self) -> pl.DataFrame | None:
         """The block as a polars frame, without going through Arrow."""
+        frame = self._checked()
+        return None if frame is None else self.schema.apply_frame(self.source, frame)
+
+    def _checked(self) -> pl.DataFrame | None:
+        """Parsed, and checked for the required fields; types not yet applied."""
         frame = _parse_jsonl_block(self.data, self.source, self.first_line, self.known)
-        if frame is None:
-            return None
-        self.schema.check(self.source, frame.columns)
-        return self.schema.apply_frame(self.source, frame)
+        if frame is not None:
+            self.schema.check(self.source, frame.columns)
+        return frame
 
 
 def read_chunks(paths: Sequence[str] | str = STDIO, fmt: str | None = None,
@@ -226,7 +226,8 @@ def _checked(batches: Iterator[pa.RecordBatch], name: str, schema: Schema):
             yield schema.apply(name, batch)
 
 
-def _one_batch(table: pa.Table) -> pa.RecordBatch:
+def one_batch(table: pa.Table) -> pa.RecordBatch:
+    """A table as one record batch (an empty one keeps the table's schema)."""
     import pyarrow as pa
 
     return table.combine_chunks().to_batches()[0] if table.num_rows else \

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Union
 
 import polars as pl
 
-from ehrkit.io import JsonlBlock
+from ehrkit.io import JsonlBlock, one_batch
 
 from ehrkit.notes.choices import Profile
 from ehrkit.notes.clean import CleanConfig, clean_column
@@ -94,11 +94,7 @@ def _explode(frame: pl.DataFrame, config: NotesConfig) -> pl.DataFrame:
 
 
 def _to_batch(frame: pl.DataFrame) -> pa.RecordBatch:
-    import pyarrow as pa
-
-    table = frame.to_arrow()
-    return table.combine_chunks().to_batches()[0] if table.num_rows else \
-        pa.RecordBatch.from_pylist([], schema=table.schema)
+    return one_batch(frame.to_arrow())
 
 
 def default_workers() -> int:
