@@ -277,17 +277,19 @@ def _parse_jsonl_block(block: bytes, name: str, first_line: int,
     import polars as pl
 
     # polars, not pyarrow.json: pyarrow turns date-like strings into timestamps, which would
-    # change pass-through fields. Types seen in earlier blocks are imposed on later ones.
+    # change pass-through fields. Types seen in earlier blocks are imposed on later ones, but
+    # for whole numbers: JSON has one kind of number, and a later block may hold 1.5 where the
+    # first held only 1, 2, 3. Those fields are inferred per block and checked to be numbers.
     overrides = None
     if known is not None:
         known = _polars_schema(known)
-        overrides = {k: v for k, v in known.items() if v != pl.Null}
+        overrides = {k: v for k, v in known.items() if v != pl.Null and not v.is_integer()}
     try:
         frame = pl.read_ndjson(io.BytesIO(block), schema_overrides=overrides,
                                infer_schema_length=None)
     except pl.exceptions.PolarsError:
         raise _diagnose_jsonl(block, name, first_line, known) from None
-    if _maybe_stringified(frame):
+    if _maybe_stringified(frame) or _not_numbers(frame, known):
         conflict = _first_bad_line(block, name, first_line, known)
         if conflict is not None:
             raise conflict
@@ -314,6 +316,16 @@ def _maybe_stringified(frame) -> bool:
     # parallel commands) makes one thread that every worker thread would queue for.
     hits = frame.select_seq(pl.col(pl.String).str.contains(_STRINGIFIED).any())
     return hits.width > 0 and any(hits.row(0))
+
+
+def _not_numbers(frame, known: pl.Schema | None) -> bool:
+    """Whether a field of whole numbers in earlier blocks holds something else in this one."""
+    import polars as pl
+
+    return known is not None and any(
+        t.is_integer() and not (frame.schema.get(n, pl.Null).is_numeric()
+                                or frame.schema.get(n) == pl.Null)
+        for n, t in known.items())
 
 
 def _check_utf8(block: bytes, name: str, first_line: int) -> None:

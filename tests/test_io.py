@@ -319,6 +319,34 @@ def test_a_type_conflict_is_an_error_within_and_across_blocks(tmp_path, monkeypa
                                     "but earlier records have number")
 
 
+def test_a_fraction_after_blocks_of_whole_numbers_is_still_a_number(tmp_path, monkeypatch):
+    """JSON has one kind of number: 1, 2, 3 in the first block and 1.5 in a later one is no
+    conflict (it used to fail the whole input), nor is a later block without the field."""
+    rows = [{"id": i, "x": i, "text": "t"} for i in range(40)] + [{"id": 40, "x": 1.5, "text": "t"}]
+    rows += [{"id": 41, "text": "t"}]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(rio, "BLOCK_BYTES", 200)
+    batches = list(rio.read_batches(str(tmp_path / "in.jsonl")))
+    assert batches[0].schema.field("x").type == pa.int64()
+    assert [r.get("x") for b in batches for r in b.to_pylist()] == [r.get("x") for r in rows]
+    assert rio.read_table(str(tmp_path / "in.jsonl")).column("x").to_pylist() == \
+        [float(r["x"]) if "x" in r else None for r in rows]
+    frames = [c.frame() if isinstance(c, rio.JsonlBlock) else c
+              for c in rio.read_chunks(str(tmp_path / "in.jsonl"), frames=True)]
+    assert [r.get("x") for f in frames for r in f.to_dicts()] == [r.get("x") for r in rows]
+
+
+def test_a_later_block_cannot_widen_a_parquet_output(tmp_path, monkeypatch):
+    rows = [{"x": i} for i in range(40)] + [{"x": 1.5}]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(rio, "BLOCK_BYTES", 100)
+    with pytest.raises(DataError, match="field 'x' changes type from int64 to double"), \
+            rio.RecordWriter(str(tmp_path / "out.parquet")) as out:
+        for batch in rio.read_batches(str(tmp_path / "in.jsonl")):
+            out.write(batch)
+    assert os.listdir(tmp_path) == ["in.jsonl"]
+
+
 def test_numeric_looking_strings_are_not_a_type_conflict(tmp_path, jsonl_file):
     rows = [{"id": "007", "v": "true", "w": "[1]"}, {"id": "x", "v": "no", "w": "{}"}]
     assert rio.read_table(str(jsonl_file("in.jsonl", rows))).to_pylist() == rows
