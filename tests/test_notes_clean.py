@@ -239,13 +239,16 @@ AWKWARD = [
     None, "", "   ",
 ]
 NESTED = ["[**[**2101-1-1**] name**] [**a]b**] [** x [y] name **]"]
+# ASCII with no whitespace but spaces and line breaks, as most notes: literal passes do there.
+PLAIN = ["Seen [**2101-1-1**] by Dr. X.\n\n1. ok.  Two  spaces .\nhere. 2.5 mg p.o. q.d. ?  !\n",
+         "x. y.) \"z.\" a?! b.. 12. c", None, "", " \n "]
 
 
-@pytest.mark.parametrize("texts", [AWKWARD, AWKWARD + NESTED])
+@pytest.mark.parametrize("texts", [AWKWARD, AWKWARD + NESTED, PLAIN])
 def test_fast_paths_equal_the_general_rules(texts):
-    """clean_column picks faster patterns when no span holds a "[", segment skips what the
-    default profile already did, and boundaries after a period are marked in a pass of their
-    own: none of it may change a result."""
+    """clean_column picks faster patterns when no span holds a "[" and when the texts are
+    plain ASCII, segment skips what the default profile already did, and boundaries after a
+    period are marked in a pass of their own: none of it may change a result."""
     from ehrkit.notes.clean import clean_column
     from ehrkit.notes.segment import _BOUNDARY_RE, MARK, split_expr
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from ehrkit.notes.clean import all_ascii
+
 
 # Lowercase abbreviations whose final period never ends a sentence (clinical rules). Single
 # letters (initials, "dr x.") are protected too, as spaCy's tokenizer exceptions do.
@@ -46,19 +48,26 @@ class SegmentConfig:
     min_words: int = 0
 
 
-def split_expr(text: pl.Expr, clinical: bool, cleaned: bool = False) -> pl.Expr:
+def split_expr(text: pl.Expr, clinical: bool, cleaned: bool = False, ascii: bool = False
+               ) -> pl.Expr:
     """Mark sentence boundaries in each text with END + START (a string, not yet split).
 
     `cleaned`: the texts come from the default cleaning profile, which already turned the mark
-    characters into spaces and stripped the ends."""
-    t = text if cleaned else \
-        text.fill_null("").str.replace_all(r"[\x1d\x1e\x1f]", " ").str.strip_chars()
+    characters into spaces and stripped the ends; `ascii`: and they are all ASCII, which the
+    profile leaves with no whitespace but single spaces."""
     # A boundary is END + START + a space: the space lets a list number right after a
     # boundary see the space before it, and goes away with the split. Most boundaries follow a
     # plain period: a first pass marks those without a capture group (several times faster);
     # they then no longer match _BOUNDARY_RE, which marks the rest.
-    t = t.str.replace_all(r"\.\s+", "." + MARK)
-    t = t.str.replace_all(_BOUNDARY_RE, "${1}" + MARK)
+    if cleaned and ascii:
+        # \s+ is " " here, so the first pass can be a literal one (faster again).
+        t = text.str.replace_all(". ", "." + MARK, literal=True)
+        t = t.str.replace_all(_BOUNDARY_RE.replace(r"\s+", " "), "${1}" + MARK)
+    else:
+        t = text if cleaned else \
+            text.fill_null("").str.replace_all(r"[\x1d\x1e\x1f]", " ").str.strip_chars()
+        t = t.str.replace_all(r"\.\s+", "." + MARK)
+        t = t.str.replace_all(_BOUNDARY_RE, "${1}" + MARK)
     if clinical:
         t = t.str.replace_all(_PROTECTED_RE, "${1}")
     return t
@@ -68,8 +77,9 @@ def segment(texts: pl.Series, config: SegmentConfig, cleaned: bool = False) -> p
     """Sentences of each text, short segments fused: a list[str] Series aligned with `texts`.
     `cleaned`: as in split_expr. The select_seq calls run in the calling thread (see
     clean.clean_column)."""
+    ascii = cleaned and texts.dtype == pl.String and all_ascii(texts)
     frame = pl.DataFrame({"_seg": texts}).select_seq(
-        split_expr(pl.col("_seg"), config.clinical, cleaned))
+        split_expr(pl.col("_seg"), config.clinical, cleaned, ascii))
     if config.min_words > 0:
         fused = frame.select_seq(fuse_expr(pl.col("_seg").str.split(MARK), config))
     else:
