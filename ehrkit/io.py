@@ -30,6 +30,9 @@ from ehrkit.errors import DataError, InputFormatError, MissingFieldError, UsageE
 FORMATS = ("jsonl", "parquet")
 STDIO = "-"
 BLOCK_BYTES = 4 << 20  # JSONL is parsed in blocks of about this many bytes
+# but the first, which read_chunks parses before any worker can start: a small one lets them
+# start sooner. It fixes the types of pass-through fields (later blocks must agree).
+FIRST_BLOCK_BYTES = 256 << 10
 PARQUET_BATCH_ROWS = 16_384
 _JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
@@ -193,7 +196,8 @@ def read_chunks(paths: Sequence[str] | str = STDIO, fmt: str | None = None,
                 yield from _checked(_parquet_batches(path, name), name, schema)
                 continue
             known = None
-            for first_line, data in _blocks(stream, BLOCK_BYTES):
+            first_size = min(FIRST_BLOCK_BYTES, BLOCK_BYTES)
+            for first_line, data in _blocks(stream, BLOCK_BYTES, first_size):
                 block = JsonlBlock(data, name, first_line, known, schema)
                 if known is not None:
                     yield block
@@ -250,11 +254,13 @@ def read_table(paths: Sequence[str] | str = STDIO, fmt: str | None = None,
 
 
 
-def _blocks(stream: IO[bytes], size: int) -> Iterator[tuple[int, bytes]]:
-    """Split a byte stream into blocks of whole lines; yield (first line number, block)."""
+def _blocks(stream: IO[bytes], size: int, first_size: int | None = None
+            ) -> Iterator[tuple[int, bytes]]:
+    """Split a byte stream into blocks of whole lines; yield (first line number, block).
+    The first block holds about `first_size` bytes (default: `size`)."""
     line = 1
     while True:
-        block = stream.read(size)
+        block = stream.read(first_size if line == 1 and first_size else size)
         if not block:
             return
         if not block.endswith(b"\n"):
