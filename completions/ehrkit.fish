@@ -287,7 +287,7 @@ complete -c ehrkit -n '__ehrkit_at \'notes clean\'' -l segmenter -x -a 'fast spa
 complete -c ehrkit -n '__ehrkit_at \'notes clean\'' -l min-chars -x -d 'Fuse segments shorter than this many characters into the previous one (ClinicalBERT: 20).'
 complete -c ehrkit -n '__ehrkit_at \'notes clean\'' -l min-words -x -d 'Also fuse segments with fewer words than this (0: off).'
 complete -c ehrkit -n '__ehrkit_at \'notes clean\'' -l text-field -x -d 'Field holding the note text.'
-complete -c ehrkit -n '__ehrkit_at \'notes clean\'' -l workers -x -d 'Worker threads (default: all cores).'
+complete -c ehrkit -n '__ehrkit_at \'notes clean\'' -l workers -x -d 'Worker threads (default: one more than the cores).'
 complete -c ehrkit -n '__ehrkit_at \'notes clean\'' -s q -l quiet -d 'Only errors on stderr.'
 complete -c ehrkit -n '__ehrkit_at \'notes clean\'' -s v -l verbose -d 'More detail on stderr.'
 complete -c ehrkit -n '__ehrkit_at \'notes clean\'' -s h -l help -d 'Show this message and exit.'

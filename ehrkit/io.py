@@ -318,8 +318,8 @@ def _maybe_stringified(frame) -> bool:
     (1 becomes "1"). Cheap and vectorised; a hit is confirmed line by line."""
     import polars as pl
 
-    # select_seq: select() runs on polars' thread pool, which POLARS_MAX_THREADS=1 (set for
-    # parallel commands) makes one thread that every worker thread would queue for.
+    # select_seq: select() runs on polars' thread pool, which parallel commands make smaller
+    # than their own worker threads (notes.threads), so the workers would queue for it.
     hits = frame.select_seq(pl.col(pl.String).str.contains(_STRINGIFIED).any())
     return hits.width > 0 and any(hits.row(0))
 

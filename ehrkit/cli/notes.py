@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Optional
 
 import typer
@@ -41,7 +40,8 @@ def clean(
         "--min-words", min=0, help="Also fuse segments with fewer words than this (0: off).")] = 0,
     text_field: Annotated[str, typer.Option("--text-field", help="Field holding the note text.")] = "text",
     workers: Annotated[Optional[int], typer.Option(
-        "--workers", min=1, help="Worker threads (default: all cores).", show_default=False)] = None,
+        "--workers", min=1, help="Worker threads (default: one more than the cores).",
+        show_default=False)] = None,
     quiet: Quiet = False,
     verbose: Verbose = 0,
 ) -> None:
@@ -60,10 +60,10 @@ def clean(
       ehrkit notes clean notes.jsonl --explode --to parquet -o sentences.parquet
     """
     setup(quiet, verbose)
-    if workers != 1:
-        # Chunks are spread over worker threads, one per core; polars' own thread pool would
-        # oversubscribe the cores. Must be set before polars is imported.
-        os.environ.setdefault("POLARS_MAX_THREADS", "1")
+    from ehrkit.notes.threads import default_workers, set_polars_pool
+
+    workers = workers or default_workers()
+    set_polars_pool(workers)  # before polars is imported
     from ehrkit.notes.commands import run_clean
     from ehrkit.notes.pipeline import NotesConfig
     from ehrkit.notes.clean import CleanConfig

@@ -70,7 +70,7 @@ def clean_column(frame: pl.DataFrame, name: str, config: CleanConfig) -> pl.Data
         general or bool(texts.str.contains(_NESTED_SPAN).any()))
     rare_space = general or not all_ascii(texts) or bool(texts.str.contains(_RARE_SPACE).any())
     # _seq: evaluated in the calling thread. with_columns() would queue on polars' thread pool,
-    # which is one thread under POLARS_MAX_THREADS=1, so the notes workers would take turns.
+    # which is smaller than the notes workers (notes.threads), so they would take turns.
     return frame.with_columns_seq(_default(pl.col(name), config.deid, nested, rare_space)
                                   .alias(name))
 

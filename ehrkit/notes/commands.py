@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from ehrkit import log
 from ehrkit.io import RecordWriter, Schema, output_format, read_chunks
-from ehrkit.notes.pipeline import NotesConfig, Stats, clean_chunks, default_workers
+from ehrkit.notes.pipeline import NotesConfig, Stats, clean_chunks
+from ehrkit.notes.threads import default_workers
 
 if TYPE_CHECKING:
     import pyarrow as pa

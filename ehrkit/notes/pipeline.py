@@ -10,7 +10,6 @@ that pl.from_arrow imports) is only loaded for Parquet.
 from __future__ import annotations
 
 import io
-import os
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Iterator, Union
@@ -95,13 +94,6 @@ def _explode(frame: pl.DataFrame, config: NotesConfig) -> pl.DataFrame:
 
 def _to_batch(frame: pl.DataFrame) -> pa.RecordBatch:
     return one_batch(frame.to_arrow())
-
-
-def default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @dataclass
