@@ -137,3 +137,21 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(ehrkit):
     assert done.returncode == 0
     assert done.stderr.decode().strip().startswith("synth notes: 3000 notes")
     assert "━" not in done.stderr.decode()
+
+
+def test_imports_without_gc_restores_the_collector():
+    import gc
+
+    from ehrkit.cli.options import imports_without_gc
+
+    assert gc.isenabled()
+    with imports_without_gc():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with imports_without_gc():
+            pass
+        assert not gc.isenabled()  # a collector paused by someone else stays paused
+    finally:
+        gc.enable()

@@ -8,7 +8,7 @@ import typer
 
 from ehrkit.notes.choices import Deid, Profile, Segmenter
 from ehrkit.cli.options import (FromFormat, Inputs, Output, Quiet, ToFormat, Verbose, fmt,
-                                inputs, setup)
+                                imports_without_gc, inputs, setup)
 
 app = typer.Typer(help="Clinical notes: clean and segment, readmission cohorts, chunks for fine-tuning.",
                   no_args_is_help=True)
@@ -64,10 +64,11 @@ def clean(
 
     workers = workers or default_workers()
     set_polars_pool(workers)  # before polars is imported
-    from ehrkit.notes.commands import run_clean
-    from ehrkit.notes.pipeline import NotesConfig
-    from ehrkit.notes.clean import CleanConfig
-    from ehrkit.notes.segment import SegmentConfig
+    with imports_without_gc():
+        from ehrkit.notes.commands import run_clean
+        from ehrkit.notes.pipeline import NotesConfig
+        from ehrkit.notes.clean import CleanConfig
+        from ehrkit.notes.segment import SegmentConfig
 
     seg = None if no_segment else SegmentConfig(
         clinical=profile is Profile.default, min_chars=min_chars, min_words=min_words)

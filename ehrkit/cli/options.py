@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from enum import Enum
 from typing import Annotated, List, Optional
 
@@ -52,6 +54,21 @@ def setup(quiet: bool, verbose: int) -> None:
     from ehrkit import log
 
     log.configure(quiet=quiet, verbose=verbose)
+
+
+@contextmanager
+def imports_without_gc():
+    """Run a command's heavy imports with the cyclic garbage collector paused. Importing polars
+    makes hundreds of thousands of objects and no garbage, and the collector would walk them
+    again and again: about 0.01 s of a 0.2 s start (measured), which a short command in a
+    pipeline pays on every run."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def inputs(paths: Optional[List[str]]) -> list[str]:
