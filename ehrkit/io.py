@@ -196,8 +196,8 @@ def read_chunks(paths: Sequence[str] | str = STDIO, fmt: str | None = None,
                 yield from _checked(_parquet_batches(path, name), name, schema)
                 continue
             known = None
-            first_size = min(FIRST_BLOCK_BYTES, BLOCK_BYTES)
-            for first_line, data in _blocks(stream, BLOCK_BYTES, first_size):
+            for first_line, data in _blocks(stream, min(FIRST_BLOCK_BYTES, BLOCK_BYTES),
+                                            BLOCK_BYTES):
                 block = JsonlBlock(data, name, first_line, known, schema)
                 if known is not None:
                     yield block
@@ -254,13 +254,12 @@ def read_table(paths: Sequence[str] | str = STDIO, fmt: str | None = None,
 
 
 
-def _blocks(stream: IO[bytes], size: int, first_size: int | None = None
-            ) -> Iterator[tuple[int, bytes]]:
-    """Split a byte stream into blocks of whole lines; yield (first line number, block).
-    The first block holds about `first_size` bytes (default: `size`)."""
+def _blocks(stream: IO[bytes], first_size: int, size: int) -> Iterator[tuple[int, bytes]]:
+    """Split a byte stream into blocks of whole lines, the first of about `first_size` bytes
+    and the others of about `size`; yield (first line number, block)."""
     line = 1
     while True:
-        block = stream.read(first_size if line == 1 and first_size else size)
+        block = stream.read(first_size if line == 1 else size)
         if not block:
             return
         if not block.endswith(b"\n"):

@@ -62,9 +62,9 @@ class CleanConfig:
 def clean_column(frame: pl.DataFrame, name: str, config: CleanConfig) -> pl.DataFrame:
     """`frame` with column `name` cleaned, by the fastest form of the rules that is exact for
     these texts (clean_expr's result, always)."""
-    texts = frame[name]
     if config.profile is not Profile.default:
         return frame.with_columns_seq(clean_expr(pl.col(name), config).alias(name))
+    texts = frame[name]
     general = texts.dtype != pl.String
     nested = config.deid is Deid.placeholder and (
         general or bool(texts.str.contains(_NESTED_SPAN).any()))

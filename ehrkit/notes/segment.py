@@ -34,6 +34,7 @@ ABBREVIATIONS = (
 END, START, FUSED = "\x1f", "\x1e", "\x1d"
 MARK = END + START + " "
 _BOUNDARY_RE = r"([.!?]+[\"')\]]*)\s+"
+_BOUNDARY_SPACE_RE = _BOUNDARY_RE.replace(r"\s+", " ")  # for texts whose only whitespace is " "
 # A boundary after an abbreviation, an initial or a list number (1-2 digits) is undone.
 # One capture group, all but the marks: every group costs time on each of the many matches.
 _PROTECTED_RE = (r"((?:^|[ ])[0-9]{1,2}\.|(?-u:\b)(?:" + "|".join(
@@ -62,7 +63,7 @@ def split_expr(text: pl.Expr, clinical: bool, cleaned: bool = False, ascii: bool
     if cleaned and ascii:
         # \s+ is " " here, so the first pass can be a literal one (faster again).
         t = text.str.replace_all(". ", "." + MARK, literal=True)
-        t = t.str.replace_all(_BOUNDARY_RE.replace(r"\s+", " "), "${1}" + MARK)
+        t = t.str.replace_all(_BOUNDARY_SPACE_RE, "${1}" + MARK)
     else:
         t = text if cleaned else \
             text.fill_null("").str.replace_all(r"[\x1d\x1e\x1f]", " ").str.strip_chars()
